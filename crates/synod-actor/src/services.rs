@@ -174,6 +174,9 @@ pub fn validate_file_name(path: &str) -> Result<(), DiskError> {
 
 /// Something an actor reports for the executor to record: the simulator keeps observations
 /// with their virtual time for checkers and reports; the tokio executor logs them.
+///
+/// To downcast a `Box<dyn Observation>`, call `(*boxed).as_any()`: calling `as_any` on the
+/// box itself would see the box, which is an observation too.
 pub trait Observation: Any + Send + fmt::Debug {
     fn as_any(&self) -> &dyn Any;
 }

@@ -59,7 +59,8 @@ impl ManualServices {
     pub fn observations_of<T: 'static>(&self) -> Vec<&T> {
         self.observations
             .iter()
-            .filter_map(|o| o.as_any().downcast_ref::<T>())
+            // `(**o)` reaches the observation itself; `o.as_any()` would see the Box.
+            .filter_map(|o| (**o).as_any().downcast_ref::<T>())
             .collect()
     }
 }

@@ -1,0 +1,37 @@
+//! `cargo xtask <command>`: the project's development commands (alias in `.cargo/config.toml`).
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test    run the whole test suite (nextest when installed, then doctests; else cargo test)
+  tidy    run the tidy checks and print each violation as path:line: problem
+  ci      what CI runs: cargo fmt --check, cargo clippy -D warnings, then the test suite";
+
+fn main() -> ExitCode {
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let root = xtask::workspace_root();
+    let result = match arguments.as_slice() {
+        ["test"] => xtask::tasks::test(&root),
+        ["tidy"] => xtask::tasks::tidy(&root),
+        ["ci"] => xtask::tasks::ci(&root),
+        ["help" | "--help" | "-h"] => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("xtask: unknown arguments {arguments:?}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The tasks behind `cargo xtask test`, `cargo xtask ci` and `cargo xtask tidy`.
+//!
+//! `test` and `ci` share one definition of the test suite (`Stages::test_suite`), so what a
+//! developer runs locally is exactly what CI runs after its format and lint stages.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::tidy;
+
+/// Which nextest profile (`.config/nextest.toml`) the test suite runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestProfile {
+    /// A developer's machine: `cargo xtask test`.
+    Local,
+    /// The CI machine: `cargo xtask ci`.
+    Ci,
+}
+
+impl TestProfile {
+    fn nextest_profile_name(self) -> &'static str {
+        match self {
+            TestProfile::Local => "default",
+            TestProfile::Ci => "ci",
+        }
+    }
+}
+
+/// `cargo xtask test`: the whole test suite, tidy checks included (they are a test).
+pub fn test(root: &Path) -> anyhow::Result<()> {
+    let mut stages = Stages::new(root);
+    stages.test_suite(TestProfile::Local);
+    stages.finish()
+}
+
+/// `cargo xtask ci`: formatting, lints, then the same test suite as `cargo xtask test`.
+///
+/// Every stage runs even when an earlier one failed, so one CI run reports all problems.
+pub fn ci(root: &Path) -> anyhow::Result<()> {
+    let mut stages = Stages::new(root);
+    stages.run_cargo("format", "fmt --all -- --check");
+    stages.run_cargo(
+        "clippy",
+        "clippy --workspace --all-targets --locked -- -D warnings",
+    );
+    stages.test_suite(TestProfile::Ci);
+    stages.finish()
+}
+
+/// `cargo xtask tidy`: prints every tidy violation as `path:line: problem`.
+pub fn tidy(root: &Path) -> anyhow::Result<()> {
+    let violations = tidy::check_workspace(root)
+        .with_context(|| format!("tidy: cannot read the workspace at {}", root.display()))?;
+    for violation in &violations {
+        println!("{violation}");
+    }
+    if !violations.is_empty() {
+        let count = violations.len();
+        bail!("tidy: {count} violation(s); the tidy test fails until they are fixed");
+    }
+    println!("tidy: no violations");
+    Ok(())
+}
+
+/// The outcome of one stage, kept for the summary at the end.
+#[derive(Debug)]
+struct StageOutcome {
+    name: String,
+    passed: bool,
+    duration: Duration,
+}
+
+/// Runs commands one after another in the workspace root, records how each went, and
+/// reports all of them at the end.
+#[derive(Debug)]
+struct Stages {
+    root: PathBuf,
+    cargo: OsString,
+    outcomes: Vec<StageOutcome>,
+}
+
+impl Stages {
+    fn new(root: &Path) -> Stages {
+        // `cargo run` sets CARGO to the cargo that runs us, so the nested commands use the
+        // same toolchain; outside cargo, fall back to the one on PATH.
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+        Stages {
+            root: root.to_path_buf(),
+            cargo,
+            outcomes: Vec::new(),
+        }
+    }
+
+    /// The test suite shared by `test` and `ci`.
+    fn test_suite(&mut self, profile: TestProfile) {
+        if self.nextest_is_available() {
+            let profile_name = profile.nextest_profile_name();
+            let nextest =
+                format!("nextest run --workspace --no-fail-fast --profile {profile_name}");
+            self.run_cargo("tests (nextest)", &nextest);
+            // nextest does not run doctests; cargo test does.
+            self.run_cargo("doctests", "test --workspace --doc");
+        } else {
+            println!("xtask: cargo-nextest is not installed; running the suite with cargo test");
+            self.run_cargo("tests", "test --workspace --no-fail-fast");
+        }
+    }
+
+    fn nextest_is_available(&self) -> bool {
+        let status = Command::new(&self.cargo)
+            .args(["nextest", "--version"])
+            .current_dir(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        status.is_ok_and(|status| status.success())
+    }
+
+    /// Runs `cargo` with `arguments`, written as on a command line (split at whitespace).
+    fn run_cargo(&mut self, name: &str, arguments: &str) {
+        println!("\nxtask: ==> {name}: cargo {arguments}");
+        let start = Instant::now();
+        let status = Command::new(&self.cargo)
+            .args(arguments.split_whitespace())
+            .current_dir(&self.root)
+            .status();
+        let duration = start.elapsed();
+        let passed = match status {
+            Ok(status) => status.success(),
+            Err(error) => {
+                eprintln!("xtask: cannot start cargo: {error}");
+                false
+            }
+        };
+        let verdict = if passed { "ok" } else { "FAILED" };
+        println!(
+            "xtask: <== {name}: {verdict} in {:.1}s",
+            duration.as_secs_f64()
+        );
+        self.outcomes.push(StageOutcome {
+            name: name.to_string(),
+            passed,
+            duration,
+        });
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        println!("\nxtask: summary");
+        for outcome in &self.outcomes {
+            let verdict = if outcome.passed { "ok" } else { "FAILED" };
+            let seconds = outcome.duration.as_secs_f64();
+            println!("  {verdict:<6} {:>7.1}s  {}", seconds, outcome.name);
+        }
+        let failed: Vec<&str> = self
+            .outcomes
+            .iter()
+            .filter(|outcome| !outcome.passed)
+            .map(|outcome| outcome.name.as_str())
+            .collect();
+        if !failed.is_empty() {
+            bail!("failed stages: {}", failed.join(", "));
+        }
+        Ok(())
+    }
+}
