@@ -94,8 +94,8 @@ impl From<Inbound> for DetectorMessage {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Reading,
-    Writing { incarnation: u64, created: bool },
-    Syncing { incarnation: u64, created: bool },
+    Writing { incarnation: u64 },
+    Syncing { incarnation: u64 },
     SyncingDirectory { incarnation: u64 },
     Running { incarnation: u64 },
 }
@@ -158,7 +158,7 @@ impl FailureDetectorActor {
         let result = match completion.result {
             Ok(reply) => self.advance_boot(ctx, reply),
             Err(DiskError::NotFound { .. }) if self.phase == Phase::Reading => {
-                self.begin_write(ctx, None, true)
+                self.begin_write(ctx, Recovered { next: 1, slot: 0 })
             }
             Err(error) => Err(error.to_string()),
         };
@@ -174,43 +174,22 @@ impl FailureDetectorActor {
     ) -> Result<(), String> {
         match (self.phase, reply) {
             (Phase::Reading, DiskReply::Data(bytes)) => {
-                let recovered = incarnation::recover(&bytes);
-                self.begin_write(ctx, recovered, false)
+                let recovered = incarnation::recover(&bytes).map_err(|error| error.to_string())?;
+                self.begin_write(ctx, recovered)
             }
-            (
-                Phase::Writing {
-                    incarnation,
-                    created,
-                },
-                DiskReply::Done,
-            ) => {
-                self.phase = Phase::Syncing {
-                    incarnation,
-                    created,
-                };
-                let op = DiskOp::Sync {
-                    path: INCARNATION_FILE.to_string(),
-                };
-                submit(ctx, op)
+            (Phase::Writing { incarnation }, DiskReply::Done) => {
+                self.phase = Phase::Syncing { incarnation };
+                let path = INCARNATION_FILE.to_string();
+                submit(ctx, DiskOp::Sync { path })
             }
-            (
-                Phase::Syncing {
-                    incarnation,
-                    created: true,
-                },
-                DiskReply::Done,
-            ) => {
+            // The directory is synced on every boot, not only when this boot created the
+            // file: an earlier boot may have created it with a write that failed, leaving
+            // a directory entry that only the page cache knows and a crash would lose.
+            (Phase::Syncing { incarnation }, DiskReply::Done) => {
                 self.phase = Phase::SyncingDirectory { incarnation };
                 submit(ctx, DiskOp::SyncDir)
             }
-            (
-                Phase::Syncing {
-                    incarnation,
-                    created: false,
-                },
-                DiskReply::Done,
-            )
-            | (Phase::SyncingDirectory { incarnation }, DiskReply::Done) => {
+            (Phase::SyncingDirectory { incarnation }, DiskReply::Done) => {
                 self.start_running(ctx, incarnation);
                 Ok(())
             }
@@ -223,25 +202,14 @@ impl FailureDetectorActor {
     fn begin_write(
         &mut self,
         ctx: &mut Context<'_, DetectorMessage>,
-        recovered: Option<Recovered>,
-        created: bool,
+        recovered: Recovered,
     ) -> Result<(), String> {
-        let current = recovered.map_or(0, |recovered| recovered.incarnation);
-        let incarnation = current.checked_add(1).ok_or("incarnation overflow")?;
-        let offset = incarnation::next_slot(recovered) * SLOT_STRIDE;
-        self.phase = Phase::Writing {
-            incarnation,
-            created,
-        };
+        let incarnation = recovered.next;
+        let offset = recovered.slot * SLOT_STRIDE;
+        self.phase = Phase::Writing { incarnation };
         let data = incarnation::encode_slot(incarnation);
-        submit(
-            ctx,
-            DiskOp::Write {
-                path: INCARNATION_FILE.to_string(),
-                offset,
-                data,
-            },
-        )
+        let path = INCARNATION_FILE.to_string();
+        submit(ctx, DiskOp::Write { path, offset, data })
     }
 
     fn start_running(&mut self, ctx: &mut Context<'_, DetectorMessage>, incarnation: u64) {

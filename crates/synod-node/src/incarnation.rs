@@ -5,6 +5,12 @@
 //! creation) before the node uses it. Writing the other slot means a torn or failed write
 //! can only damage the slot being written: the previous value survives in the other one.
 //!
+//! A slot that holds bytes but fails its checksum may have held the newest incarnation (a
+//! write that reached the media corrupted). Every write stores the highest valid value plus
+//! one, so a corrupt slot held at most the surviving value plus one: recovery then skips
+//! one number. Both slots corrupt means the incarnation is unknown, and the node refuses to
+//! start rather than risk reusing one.
+//!
 //! ```text
 //! slot 0 at offset 0, slot 1 at offset 4096 (one sector each, so slots never share one)
 //! offset size field
@@ -48,38 +54,78 @@ pub fn decode_slot(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(slot[8..16].try_into().expect("8 bytes")))
 }
 
-/// What the file says: the highest valid incarnation and the slot it lives in.
+/// What one slot holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotState {
+    /// Never written: absent or all zeros.
+    Empty,
+    Valid(u64),
+    /// Bytes that fail the checksum: a torn write or corruption on the media.
+    Corrupt,
+}
+
+/// Reads the slot at `index` out of the file's bytes (which may be short or empty).
+pub fn slot_state(file: &[u8], index: u64) -> SlotState {
+    let start = usize::try_from(index * SLOT_STRIDE).unwrap_or(usize::MAX);
+    let bytes = file.get(start..).unwrap_or(&[]);
+    let bytes = &bytes[..bytes.len().min(SLOT_SIZE)];
+    if bytes.iter().all(|byte| *byte == 0) {
+        return SlotState::Empty;
+    }
+    match decode_slot(bytes) {
+        Some(incarnation) => SlotState::Valid(incarnation),
+        None => SlotState::Corrupt,
+    }
+}
+
+/// What the file says about the next boot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Recovered {
-    pub incarnation: u64,
+    /// The incarnation to use next.
+    pub next: u64,
+    /// The slot to write it into: never the one holding the highest valid value.
     pub slot: u64,
 }
 
-/// Reads both slots out of the file's bytes (which may be short or empty).
-pub fn recover(file: &[u8]) -> Option<Recovered> {
-    let slot_of = |index: u64| {
-        let start = usize::try_from(index * SLOT_STRIDE).ok()?;
-        decode_slot(file.get(start..)?).map(|incarnation| Recovered {
-            incarnation,
-            slot: index,
-        })
-    };
-    match (slot_of(0), slot_of(1)) {
-        (Some(first), Some(second)) => Some(if second.incarnation > first.incarnation {
-            second
-        } else {
-            first
-        }),
-        (first, second) => first.or(second),
-    }
+/// Why no incarnation can be chosen safely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecoverError {
+    #[error(
+        "both slots of the incarnation file fail their checksum, so the last incarnation is \
+         unknown; restore the file from a backup, or remove the node's data directory and \
+         add it to the cluster as a new node"
+    )]
+    BothSlotsCorrupt,
+    #[error("the incarnation counter is exhausted")]
+    Overflow,
 }
 
-/// Where the next incarnation goes: never over the slot holding the current one.
-pub fn next_slot(recovered: Option<Recovered>) -> u64 {
-    match recovered {
-        Some(current) => 1 - current.slot,
-        None => 0,
+/// Chooses the next incarnation and its slot from the file's bytes.
+pub fn recover(file: &[u8]) -> Result<Recovered, RecoverError> {
+    let states = [slot_state(file, 0), slot_state(file, 1)];
+    if states == [SlotState::Corrupt, SlotState::Corrupt] {
+        return Err(RecoverError::BothSlotsCorrupt);
     }
+    let valid = |index: usize| match states[index] {
+        SlotState::Valid(value) => Some(value),
+        _ => None,
+    };
+    // The slot to keep: the one holding the highest valid value; with nothing valid, a
+    // corrupt slot 0 is kept (write slot 1), otherwise slot 1 is (write slot 0).
+    let (highest, kept_slot) = match (valid(0), valid(1)) {
+        (Some(first), Some(second)) if second > first => (second, 1),
+        (Some(first), _) => (first, 0),
+        (None, Some(second)) => (second, 1),
+        (None, None) => (0, u64::from(states[0] != SlotState::Corrupt)),
+    };
+    let skip = u64::from(states.contains(&SlotState::Corrupt));
+    let next = highest
+        .checked_add(1 + skip)
+        .ok_or(RecoverError::Overflow)?;
+    Ok(Recovered {
+        next,
+        slot: 1 - kept_slot,
+    })
 }
 
 /// The bytes to read at boot: both slots.
@@ -98,30 +144,39 @@ mod tests {
         file
     }
 
+    fn corrupt() -> Bytes {
+        let mut bytes = encode_slot(99).to_vec();
+        bytes[9] ^= 0x10;
+        Bytes::from(bytes)
+    }
+
     #[test]
     fn recovery_takes_the_highest_valid_slot_and_writes_the_other() {
-        // Checks slot selection: highest valid wins, a corrupt slot is ignored, an empty or
-        // short file has no incarnation, and the next write never targets the live slot.
+        // Checks the next incarnation and its slot: one past the highest valid value, in the
+        // other slot; two past it when a slot is corrupt (it may have held one more); an
+        // empty or short file starts at 1 in slot 0; two corrupt slots refuse to guess.
         let table = [
             (
                 file_with(&[(0, encode_slot(4)), (1, encode_slot(5))]),
-                Some((5, 1)),
-                0,
+                (6, 0),
             ),
             (
                 file_with(&[(0, encode_slot(6)), (1, encode_slot(5))]),
-                Some((6, 0)),
-                1,
+                (7, 1),
             ),
-            (file_with(&[(1, encode_slot(9))]), Some((9, 1)), 0),
-            (Vec::new(), None, 0),
-            (encode_slot(3).to_vec(), Some((3, 0)), 1),
+            (file_with(&[(1, encode_slot(9))]), (10, 0)),
+            (Vec::new(), (1, 0)),
+            (encode_slot(3).to_vec(), (4, 1)),
+            (file_with(&[(0, encode_slot(4)), (1, corrupt())]), (6, 1)),
+            (file_with(&[(0, corrupt()), (1, encode_slot(8))]), (10, 0)),
+            (file_with(&[(0, corrupt())]), (2, 1)),
+            (file_with(&[(1, corrupt())]), (2, 0)),
         ];
-        for (file, expected, slot) in table {
-            let recovered = recover(&file);
-            assert_eq!(recovered.map(|r| (r.incarnation, r.slot)), expected);
-            assert_eq!(next_slot(recovered), slot);
+        for (file, (next, slot)) in table {
+            assert_eq!(recover(&file), Ok(Recovered { next, slot }));
         }
+        let both = file_with(&[(0, corrupt()), (1, corrupt())]);
+        assert_eq!(recover(&both), Err(RecoverError::BothSlotsCorrupt));
     }
 
     #[test]

@@ -110,9 +110,10 @@ fn first_boot_writes_syncs_file_and_directory_before_heartbeating() {
 }
 
 #[test]
-fn reboot_writes_the_next_incarnation_into_the_other_slot_without_dir_sync() {
+fn reboot_writes_the_next_incarnation_into_the_other_slot_and_syncs_the_directory() {
     // Checks a reboot over an existing file: incarnation 5 in slot 0 leads to 6 in slot 1,
-    // and no directory sync because the file already existed.
+    // and the directory is synced even though the file existed (an earlier failed boot may
+    // have created it without making its directory entry durable).
     let (mut system, mut services) = booted_node();
     let mut file = encode_slot(5).to_vec();
     file.resize(READ_LEN as usize, 0);
@@ -130,6 +131,15 @@ fn reboot_writes_the_next_incarnation_into_the_other_slot_without_dir_sync() {
         }
     );
     complete(&mut system, &mut services, Ok(DiskReply::Done));
+    assert_eq!(
+        services.disk_requests[0].1,
+        DiskOp::Sync {
+            path: INCARNATION_FILE.to_string()
+        }
+    );
+    complete(&mut system, &mut services, Ok(DiskReply::Done));
+    assert_eq!(services.disk_requests[0].1, DiskOp::SyncDir);
+    assert_eq!(detector(&system).incarnation(), None);
     complete(&mut system, &mut services, Ok(DiskReply::Done));
     assert!(services.disk_requests.is_empty());
     assert_eq!(detector(&system).incarnation(), Some(6));
