@@ -1,0 +1,5 @@
+//! Scenarios that ship with the simulator, for its own tests and as worked examples of the
+//! [`crate::Scenario`] interface.
+
+pub mod heartbeat;
+pub mod pingpong;

@@ -1,0 +1,193 @@
+//! `synod bench`: throughput and detection figures, printed as numbers. Timings are
+//! measured here with the real clock; nothing in a test asserts them.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Subcommand;
+use synod_core::Duration;
+use synod_sim::scenarios::heartbeat::{
+    DetectionFigures, HeartbeatScenario, false_suspicion_rate_per_pair_hour, percentile,
+};
+use synod_sim::{BuggifyRates, FaultMix, FaultSelection, RunOptions, Scenario};
+
+use crate::scenarios;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Simulated events per second on one core: a 5-node heartbeat cluster, faults on.
+    Sim {
+        /// Events per measured run.
+        #[arg(long, default_value_t = 5_000_000)]
+        events: u64,
+        /// Measured runs (seeds 1..=runs); the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: u64,
+    },
+    /// Messages per second through a chain of actors on the tokio executor.
+    Actors {
+        #[arg(long, default_value_t = 16)]
+        chain: usize,
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+    },
+    /// Failure-detection time and false-suspicion rate per fault kind, over many seeds.
+    Detector {
+        /// Seeds per fault kind.
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+        /// Virtual seconds of faults per seed.
+        #[arg(long, default_value_t = 60)]
+        safety_secs: u64,
+    },
+}
+
+pub fn run(command: BenchCommand) -> Result<ExitCode> {
+    match command {
+        BenchCommand::Sim { events, runs } => bench_sim(events, runs),
+        BenchCommand::Actors { chain, messages } => bench_actors(chain, messages),
+        BenchCommand::Detector { seeds, safety_secs } => bench_detector(seeds, safety_secs),
+    }
+}
+
+/// Every fault kind on at once, at moderate rates: the simulator's busiest realistic load.
+fn all_faults() -> Result<FaultMix> {
+    let mut mix = scenarios::fault_preset("partition")?;
+    let disk = scenarios::fault_preset("disk")?;
+    mix.network.loss_probability = 0.01;
+    mix.network.duplicate_probability = 0.01;
+    mix.network.reorder_probability = 0.05;
+    mix.network.reorder_delay_max = Duration::from_millis(10);
+    mix.crashes = true;
+    mix.pauses = true;
+    mix.clock_skew = true;
+    mix.clock_jumps = true;
+    mix.disk_faults = true;
+    mix.disk = disk.disk;
+    mix.buggify = Some(BuggifyRates {
+        arm_probability: 0.25,
+        fire_probability: 0.01,
+    });
+    Ok(mix)
+}
+
+fn bench_sim(events: u64, runs: u64) -> Result<ExitCode> {
+    if runs == 0 || events == 0 {
+        bail!("--events and --runs must be positive");
+    }
+    let mut options = RunOptions::with_faults(all_faults()?);
+    options.safety_duration = Duration::from_secs(1_000_000);
+    let factory = || Box::new(HeartbeatScenario::new(5)) as Box<dyn Scenario>;
+    println!("simulator: 5-node heartbeat cluster, every fault kind on, one thread");
+    let mut rates = Vec::new();
+    for seed in 1..=runs {
+        let started = Instant::now();
+        let outcome = synod_sim::bench(&factory, &options, seed, events);
+        let elapsed = started.elapsed().as_secs_f64();
+        let rate = outcome.events_count as f64 / elapsed.max(1e-9);
+        println!(
+            "  seed {seed}: {} events, {} virtual, {elapsed:.3}s wall, {rate:.0} events/s",
+            outcome.events_count, outcome.virtual_duration
+        );
+        if let Some(verdict) = outcome.verdict {
+            println!("  (the run ended early: {verdict:?})");
+        }
+        rates.push(rate);
+    }
+    rates.sort_by(f64::total_cmp);
+    println!("median: {:.0} simulated events/s", rates[rates.len() / 2]);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_actors(chain: usize, messages: u64) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let report = runtime
+        .block_on(synod_runtime::bench_actor_chain(chain, messages))
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    println!("tokio executor: a chain of {chain} actors, {messages} messages");
+    println!(
+        "  delivered {} (reordered {}), {:.3}s",
+        report.delivered_count,
+        report.reordered_count,
+        report.elapsed.as_secs_f64()
+    );
+    println!(
+        "  {:.0} messages/s through the whole chain",
+        report.messages_per_second
+    );
+    println!("  {:.0} actor-to-actor hand-offs/s", report.hops_per_second);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_detector(seeds: u64, safety_secs: u64) -> Result<ExitCode> {
+    if seeds == 0 || safety_secs == 0 {
+        bail!("--seeds and --safety-secs must be positive");
+    }
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    println!(
+        "phi-accrual detector, 5 nodes, default config, {seeds} seeds x {safety_secs}s per kind"
+    );
+    println!(
+        "{:<10} {:>8} {:>9} {:>9} {:>9} {:>7} {:>8} {:>14} {:>7}",
+        "faults", "detected", "p50", "p99", "max", "missed", "false", "false/pair-h", "failed"
+    );
+    let mut failed_total = 0;
+    for preset in ["crash", "pause", "partition", "loss"] {
+        let sink = Arc::new(Mutex::new(DetectionFigures::default()));
+        let options = RunOptions {
+            faults: FaultSelection::Fixed(scenarios::fault_preset(preset)?),
+            safety_duration: Duration::from_secs(safety_secs),
+            ..RunOptions::default()
+        };
+        let shared = sink.clone();
+        let factory =
+            move || Box::new(HeartbeatScenario::with_sink(5, shared.clone())) as Box<dyn Scenario>;
+        let outcome = synod_sim::sweep(&factory, &options, 0..seeds, threads, false);
+        failed_total += outcome.failed_count();
+        let figures = sink
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        print_detector_row(preset, &figures, outcome.failed_count());
+    }
+    println!(
+        "detected: outages an observer suspected; p50/p99/max: time from the fault to suspicion"
+    );
+    println!(
+        "missed: outages over 2s nobody suspected; false: suspicions of a healthy, reachable peer"
+    );
+    Ok(if failed_total == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_detector_row(preset: &str, figures: &DetectionFigures, failed: usize) {
+    let mut samples: Vec<Duration> = figures
+        .detection_samples
+        .values()
+        .flatten()
+        .copied()
+        .collect();
+    samples.sort();
+    let millis = |span: Duration| format!("{:.0}ms", span.as_millis_f64());
+    let missed: u64 = figures.missed_count.values().sum();
+    println!(
+        "{:<10} {:>8} {:>9} {:>9} {:>9} {:>7} {:>8} {:>14.3} {:>7}",
+        preset,
+        samples.len(),
+        millis(percentile(&samples, 50)),
+        millis(percentile(&samples, 99)),
+        millis(percentile(&samples, 100)),
+        missed,
+        figures.false_suspicions_count,
+        false_suspicion_rate_per_pair_hour(figures),
+        failed
+    );
+}

@@ -1,0 +1,43 @@
+//! `synod`: the one binary of the synod data store.
+//!
+//! Today it runs the deterministic simulator (`synod sim`) and the benchmarks
+//! (`synod bench`); the server, cluster and checker commands join it as they are built.
+
+mod bench;
+mod scenarios;
+mod sim;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "synod", version, about = "synod: a distributed data store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a simulated cluster under faults, from one seed or a sweep of seeds.
+    Sim(sim::SimArgs),
+    /// Print throughput figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sim(args) => sim::run(&args),
+        Command::Bench(command) => bench::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("synod: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! The scenarios `synod sim` knows by name.
+
+use anyhow::{Result, bail};
+use synod_sim::Scenario;
+use synod_sim::scenarios::heartbeat::{HEARTBEAT_SCENARIO, HeartbeatScenario};
+use synod_sim::scenarios::pingpong::PingPong;
+
+/// The name of synod-sim's ping-pong scenario.
+const PINGPONG_SCENARIO: &str = "pingpong";
+
+/// Every scenario name, the default first.
+pub const SCENARIO_NAMES: [&str; 2] = [HEARTBEAT_SCENARIO, PINGPONG_SCENARIO];
+
+/// A factory that builds a fresh scenario of `name` with `nodes_count` nodes per run.
+pub fn factory(
+    name: &str,
+    nodes_count: usize,
+) -> Result<Box<dyn Fn() -> Box<dyn Scenario> + Sync>> {
+    if !(1..=synod_core::limits::NODES_COUNT_MAX).contains(&nodes_count) {
+        bail!(
+            "--nodes ({nodes_count}) must be between 1 and {}",
+            synod_core::limits::NODES_COUNT_MAX
+        );
+    }
+    match name {
+        HEARTBEAT_SCENARIO => Ok(Box::new(move || {
+            Box::new(HeartbeatScenario::new(nodes_count)) as Box<dyn Scenario>
+        })),
+        PINGPONG_SCENARIO => Ok(Box::new(move || {
+            Box::new(PingPong::new(nodes_count)) as Box<dyn Scenario>
+        })),
+        other => bail!(
+            "unknown scenario {other:?}: choose one of {}",
+            SCENARIO_NAMES.join(", ")
+        ),
+    }
+}
+
+/// The fault presets `--faults` accepts besides `swarm`: fixed mixes that isolate one kind of
+/// fault, for measuring how the system under test reacts to it.
+pub const FAULT_PRESETS: [&str; 7] = [
+    "none",
+    "crash",
+    "pause",
+    "loss",
+    "partition",
+    "clock",
+    "disk",
+];
+
+/// The fixed fault mix of a preset.
+pub fn fault_preset(name: &str) -> Result<synod_sim::FaultMix> {
+    use synod_core::Duration;
+    use synod_sim::{DiskFaultConfig, FaultMix, PartitionKinds};
+    let mut mix = FaultMix::none();
+    match name {
+        "none" => {}
+        "crash" => mix.crashes = true,
+        "pause" => mix.pauses = true,
+        "loss" => mix.network.loss_probability = 0.05,
+        "partition" => {
+            mix.partitions = PartitionKinds {
+                halves: true,
+                isolate: true,
+                one_way: true,
+                bridge: true,
+                swizzle_clog: true,
+            }
+        }
+        "clock" => {
+            mix.clock_skew = true;
+            mix.clock_jumps = true;
+        }
+        "disk" => {
+            mix.crashes = true;
+            mix.disk_faults = true;
+            mix.disk = DiskFaultConfig {
+                write_failure_probability: 0.01,
+                sync_failure_probability: 0.01,
+                read_failure_probability: 0.01,
+                bit_flip_probability: 0.001,
+                torn_write_probability: 0.5,
+                unsynced_write_kept_probability: 0.5,
+                ..DiskFaultConfig::fault_free()
+            };
+        }
+        other => bail!(
+            "unknown fault preset {other:?}: choose swarm or one of {}",
+            FAULT_PRESETS.join(", ")
+        ),
+    }
+    mix.nemesis_interval_mean = Duration::from_millis(500);
+    Ok(mix)
+}
