@@ -45,6 +45,10 @@ pub struct SimArgs {
     /// Print a line for every seed of a sweep, not only the failures.
     #[arg(long)]
     pub verbose: bool,
+    /// After a single-seed run, print every node's live supervision tree (actors, mailbox
+    /// depth and high-water mark, restarts, drops).
+    #[arg(long)]
+    pub tree: bool,
 }
 
 /// Parses `A..B`.
@@ -128,6 +132,9 @@ fn run_single(
         }
     }
     print_outcome(&outcome);
+    if args.tree {
+        print_trees(factory, options, seed);
+    }
     if let Some(error) = &outcome.trace_error {
         println!("trace: could not be written completely: {error}");
         failed = true;
@@ -161,6 +168,24 @@ fn print_outcome(outcome: &RunOutcome) {
     }
     if let Some(report) = outcome.failure_report() {
         println!("{report}");
+    }
+}
+
+/// Replays the seed and prints each node's supervision tree as the run left it.
+fn print_trees(
+    factory: &(dyn Fn() -> Box<dyn synod_sim::Scenario> + Sync),
+    options: &RunOptions,
+    seed: u64,
+) {
+    let mut simulation = synod_sim::Simulation::new(factory(), options, seed, None);
+    simulation.run();
+    let view = simulation.view();
+    for node in view.node_ids() {
+        println!("{node} ({:?}, boot {}):", view.status(node), view.boot_generation(node));
+        match view.system(node) {
+            Some(system) => print!("{}", system.render_tree()),
+            None => println!("  (down)"),
+        }
     }
 }
 
