@@ -11,7 +11,7 @@ use synod_core::Duration;
 use synod_sim::scenarios::heartbeat::{
     DetectionFigures, HeartbeatScenario, false_suspicion_rate_per_pair_hour, percentile,
 };
-use synod_sim::{BuggifyRates, FaultMix, FaultSelection, RunOptions, Scenario};
+use synod_sim::{FaultSelection, RunOptions, Scenario};
 
 use crate::scenarios;
 
@@ -52,32 +52,11 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
     }
 }
 
-/// Every fault kind on at once, at moderate rates: the simulator's busiest realistic load.
-fn all_faults() -> Result<FaultMix> {
-    let mut mix = scenarios::fault_preset("partition")?;
-    let disk = scenarios::fault_preset("disk")?;
-    mix.network.loss_probability = 0.01;
-    mix.network.duplicate_probability = 0.01;
-    mix.network.reorder_probability = 0.05;
-    mix.network.reorder_delay_max = Duration::from_millis(10);
-    mix.crashes = true;
-    mix.pauses = true;
-    mix.clock_skew = true;
-    mix.clock_jumps = true;
-    mix.disk_faults = true;
-    mix.disk = disk.disk;
-    mix.buggify = Some(BuggifyRates {
-        arm_probability: 0.25,
-        fire_probability: 0.01,
-    });
-    Ok(mix)
-}
-
 fn bench_sim(events: u64, runs: u64) -> Result<ExitCode> {
     if runs == 0 || events == 0 {
         bail!("--events and --runs must be positive");
     }
-    let mut options = RunOptions::with_faults(all_faults()?);
+    let mut options = RunOptions::with_faults(scenarios::fault_preset("all")?);
     options.safety_duration = Duration::from_secs(1_000_000);
     let factory = || Box::new(HeartbeatScenario::new(5)) as Box<dyn Scenario>;
     println!("simulator: 5-node heartbeat cluster, every fault kind on, one thread");

@@ -84,11 +84,32 @@ pub fn fault_preset(name: &str) -> Result<synod_sim::FaultMix> {
                 ..DiskFaultConfig::fault_free()
             };
         }
+        "all" => return all_faults(),
         other => bail!(
             "unknown fault preset {other:?}: choose swarm or one of {}",
             FAULT_PRESETS.join(", ")
         ),
     }
     mix.nemesis_interval_mean = Duration::from_millis(500);
+    Ok(mix)
+}
+
+/// Every fault kind on at once, at moderate rates: the simulator's busiest realistic load.
+fn all_faults() -> Result<synod_sim::FaultMix> {
+    use synod_core::Duration;
+    use synod_sim::BuggifyRates;
+    let mut mix = fault_preset("partition")?;
+    mix.network.loss_probability = 0.01;
+    mix.network.duplicate_probability = 0.01;
+    mix.network.reorder_probability = 0.05;
+    mix.network.reorder_delay_max = Duration::from_millis(10);
+    mix.network.jitter_factor = 5;
+    mix.crashes = true;
+    mix.pauses = true;
+    mix.clock_skew = true;
+    mix.clock_jumps = true;
+    mix.disk_faults = true;
+    mix.disk = fault_preset("disk")?.disk;
+    mix.buggify = Some(BuggifyRates { arm_probability: 0.25, fire_probability: 0.01 });
     Ok(mix)
 }

@@ -36,7 +36,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,
     /// `swarm` (each seed draws its own fault mix) or a preset: none, crash, pause, loss,
-    /// partition, clock, disk.
+    /// partition, clock, disk, all (every kind at once).
     #[arg(long, default_value = "swarm")]
     pub faults: String,
     /// Virtual seconds of the safety phase (faults on) before the liveness phase.
