@@ -36,7 +36,7 @@ pub use actor::{
 pub use context::{BindError, Context, SendError, SpawnError};
 pub use services::{
     DiskCompletion, DiskError, DiskOp, DiskReply, DiskRequestId, DiskSubmitError, Inbound,
-    NetSendError, Observation, Port, Services, validate_file_name,
+    LOCK_FILE_NAME, NetSendError, Observation, Port, Services, validate_file_name,
 };
 pub use system::{
     ActorInfo, ActorState, DISPATCH_BATCH_DEFAULT, Delivery, PANIC_RECORDS_MAX, PanicRecord,

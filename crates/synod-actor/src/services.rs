@@ -150,9 +150,15 @@ pub enum DiskSubmitError {
     Invalid(#[from] DiskError),
 }
 
-/// Checks a file name for the node's flat data directory.
+/// The data-directory lock file, which only the executor touches.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// Checks a file name for the node's flat data directory. Both executors apply the same
+/// rule, so an actor behaves the same in simulation and in production.
 pub fn validate_file_name(path: &str) -> Result<(), DiskError> {
-    let reason = if path.is_empty() {
+    let reason = if path == LOCK_FILE_NAME {
+        Some("reserved for the data directory's lock file")
+    } else if path.is_empty() {
         Some("empty")
     } else if path.len() > 255 {
         Some("longer than 255 bytes")
@@ -218,6 +224,7 @@ mod tests {
         // Checks which names the data directory accepts: plain names only.
         let table = [
             ("wal-0001.log", true),
+            ("LOCK", false),
             ("", false),
             ("..", false),
             ("a/b", false),

@@ -18,7 +18,10 @@ fn swarm_sweep_passes_and_every_seed_replays_identically() {
     // core must settle, and both runs of a seed must give the same trace.
     let options = RunOptions::default();
     let outcome = synod_sim::sweep(&heartbeat, &options, 0..256, 2, true);
-    let reports: Vec<String> = outcome.failures().filter_map(|run| run.failure_report()).collect();
+    let reports: Vec<String> = outcome
+        .failures()
+        .filter_map(|run| run.failure_report())
+        .collect();
     assert!(reports.is_empty(), "failing seeds:\n{}", reports.join("\n"));
     assert_eq!(outcome.passed_count(), 256);
 }
@@ -36,7 +39,10 @@ fn figures_under(mix: FaultMix, seeds: u64) -> DetectionFigures {
         ..RunOptions::default()
     };
     let outcome = synod_sim::sweep(&factory, &options, 0..seeds, 2, false);
-    let reports: Vec<String> = outcome.failures().filter_map(|run| run.failure_report()).collect();
+    let reports: Vec<String> = outcome
+        .failures()
+        .filter_map(|run| run.failure_report())
+        .collect();
     assert!(reports.is_empty(), "failing seeds:\n{}", reports.join("\n"));
     sink.lock().unwrap().clone()
 }
@@ -51,10 +57,20 @@ fn crashes_are_detected_within_a_second_of_virtual_time_without_false_suspicions
     let figures = figures_under(mix, 8);
     let mut samples = figures.detection_samples[&Cause::Crash].clone();
     samples.sort();
-    assert!(samples.len() > 50, "only {} crash detections", samples.len());
+    assert!(
+        samples.len() > 50,
+        "only {} crash detections",
+        samples.len()
+    );
     let max = percentile(&samples, 100);
-    assert!(max < Duration::from_secs(1), "slowest crash detection took {max}");
-    assert!(percentile(&samples, 50) > Duration::from_millis(300), "too eager to suspect");
+    assert!(
+        max < Duration::from_secs(1),
+        "slowest crash detection took {max}"
+    );
+    assert!(
+        percentile(&samples, 50) > Duration::from_millis(300),
+        "too eager to suspect"
+    );
     assert_eq!(figures.false_suspicions_count, 0);
 }
 
@@ -73,7 +89,11 @@ fn partitions_are_detected_by_the_side_that_stops_hearing() {
     let figures = figures_under(mix, 8);
     let mut samples = figures.detection_samples[&Cause::Partition].clone();
     samples.sort();
-    assert!(samples.len() > 50, "only {} partition detections", samples.len());
+    assert!(
+        samples.len() > 50,
+        "only {} partition detections",
+        samples.len()
+    );
     assert!(percentile(&samples, 99) < Duration::from_secs(1));
     assert_eq!(figures.false_suspicions_count, 0);
 }

@@ -110,6 +110,9 @@ fn all_faults() -> Result<synod_sim::FaultMix> {
     mix.clock_jumps = true;
     mix.disk_faults = true;
     mix.disk = fault_preset("disk")?.disk;
-    mix.buggify = Some(BuggifyRates { arm_probability: 0.25, fire_probability: 0.01 });
+    mix.buggify = Some(BuggifyRates {
+        arm_probability: 0.25,
+        fire_probability: 0.01,
+    });
     Ok(mix)
 }

@@ -181,7 +181,11 @@ fn print_trees(
     simulation.run();
     let view = simulation.view();
     for node in view.node_ids() {
-        println!("{node} ({:?}, boot {}):", view.status(node), view.boot_generation(node));
+        println!(
+            "{node} ({:?}, boot {}):",
+            view.status(node),
+            view.boot_generation(node)
+        );
         match view.system(node) {
             Some(system) => print!("{}", system.render_tree()),
             None => println!("  (down)"),

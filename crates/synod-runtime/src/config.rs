@@ -1,0 +1,211 @@
+//! The settings of one node's runtime, with their limits and validation.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use synod_actor::SystemConfig;
+use synod_core::config::{check_less, check_range};
+use synod_core::limits::{MAILBOX_CAPACITY_MAX, NODES_COUNT_MAX, PEER_QUEUE_CAPACITY_DEFAULT};
+use synod_core::{ConfigError, Duration, NodeId, Validate};
+
+/// Default bound on network arrivals waiting for the node loop.
+pub const INBOUND_CAPACITY_DEFAULT: usize = 4_096;
+/// Default bound on closures waiting to be run inside the node loop.
+pub const INJECTION_CAPACITY_DEFAULT: usize = 1_024;
+/// Default number of messages the system handles before the loop looks at its inputs again.
+pub const RUN_BUDGET_DEFAULT: usize = 1_024;
+/// Default number of observations kept for the report (older ones are counted and dropped).
+pub const OBSERVATIONS_CAPACITY_DEFAULT: usize = 4_096;
+/// Default number of network errors kept for the report.
+pub const NETWORK_ERRORS_CAPACITY_DEFAULT: usize = 256;
+/// Default number of open file handles the disk thread keeps.
+pub const OPEN_FILES_MAX_DEFAULT: usize = 64;
+/// Default bound on incoming connections: two per possible peer leaves room for a restarted
+/// peer's new connection while its old one is still being torn down.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 2 * NODES_COUNT_MAX;
+/// The most open file handles the disk thread may be configured to keep.
+pub const OPEN_FILES_MAX: usize = 4_096;
+/// The most incoming connections a node may be configured to accept.
+pub const CONNECTIONS_MAX: usize = 4_096;
+
+/// Everything one node's runtime needs. Build it with [`NodeRuntimeConfig::new`] and change
+/// the fields that differ from the defaults.
+#[derive(Clone, Debug)]
+pub struct NodeRuntimeConfig {
+    /// This node's actor system; `system.node` is this node's id.
+    pub system: SystemConfig,
+    /// Where to accept connections from peers (port 0 picks a free port). `None`: this node
+    /// accepts no connections (a benchmark, a node that only sends).
+    pub listen_address: Option<SocketAddr>,
+    /// The other nodes and where they listen. An entry for this node itself is ignored, so
+    /// every node of a cluster may be given the same map.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The node's data directory (created if absent, locked while the node runs). `None`:
+    /// every disk operation fails with an IO error that says so.
+    pub data_dir: Option<PathBuf>,
+    /// Seed of the node's PRNG; `None` draws one from the operating system.
+    pub seed: Option<u64>,
+    pub inbound_capacity: usize,
+    pub peer_queue_capacity: usize,
+    /// Bound on messages an actor sends to its own node (delivered without TCP).
+    pub local_queue_capacity: usize,
+    pub injection_capacity: usize,
+    pub run_budget: usize,
+    pub reconnect_backoff_min: Duration,
+    pub reconnect_backoff_max: Duration,
+    pub connect_timeout: Duration,
+    /// How long an incoming connection may take to send its hello.
+    pub hello_timeout: Duration,
+    /// How long shutdown waits for queued frames and disk operations to drain.
+    pub shutdown_flush_timeout: Duration,
+    pub observations_capacity: usize,
+    pub network_errors_capacity: usize,
+    pub open_files_max: usize,
+    pub connections_max: usize,
+    /// Print network errors and lifecycle lines to standard error.
+    pub log_to_stderr: bool,
+    /// Also print every observation (debug level).
+    pub log_observations: bool,
+}
+
+impl NodeRuntimeConfig {
+    /// A node with default limits, no peers, no listener and no data directory.
+    pub fn new(node: NodeId) -> NodeRuntimeConfig {
+        NodeRuntimeConfig {
+            system: SystemConfig::new(node),
+            listen_address: None,
+            peers: BTreeMap::new(),
+            data_dir: None,
+            seed: None,
+            inbound_capacity: INBOUND_CAPACITY_DEFAULT,
+            peer_queue_capacity: PEER_QUEUE_CAPACITY_DEFAULT,
+            local_queue_capacity: PEER_QUEUE_CAPACITY_DEFAULT,
+            injection_capacity: INJECTION_CAPACITY_DEFAULT,
+            run_budget: RUN_BUDGET_DEFAULT,
+            reconnect_backoff_min: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            hello_timeout: Duration::from_secs(5),
+            shutdown_flush_timeout: Duration::from_secs(2),
+            observations_capacity: OBSERVATIONS_CAPACITY_DEFAULT,
+            network_errors_capacity: NETWORK_ERRORS_CAPACITY_DEFAULT,
+            open_files_max: OPEN_FILES_MAX_DEFAULT,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            log_to_stderr: true,
+            log_observations: false,
+        }
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.system.node
+    }
+
+    fn validate_capacities(&self) -> Result<(), ConfigError> {
+        let queue_max = MAILBOX_CAPACITY_MAX;
+        check_range("inbound_capacity", self.inbound_capacity, 1, queue_max)?;
+        check_range(
+            "peer_queue_capacity",
+            self.peer_queue_capacity,
+            1,
+            queue_max,
+        )?;
+        check_range(
+            "local_queue_capacity",
+            self.local_queue_capacity,
+            1,
+            queue_max,
+        )?;
+        check_range("injection_capacity", self.injection_capacity, 1, queue_max)?;
+        check_range("run_budget", self.run_budget, 1, queue_max)?;
+        check_range(
+            "observations_capacity",
+            self.observations_capacity,
+            1,
+            queue_max,
+        )?;
+        check_range(
+            "network_errors_capacity",
+            self.network_errors_capacity,
+            1,
+            65_536,
+        )?;
+        check_range("open_files_max", self.open_files_max, 1, OPEN_FILES_MAX)?;
+        check_range("connections_max", self.connections_max, 1, CONNECTIONS_MAX)
+    }
+
+    fn validate_timeouts(&self) -> Result<(), ConfigError> {
+        let millis = |span: Duration| span.as_millis();
+        let day_ms = 24 * 60 * 60 * 1_000;
+        check_range(
+            "reconnect_backoff_min_ms",
+            millis(self.reconnect_backoff_min),
+            1,
+            day_ms,
+        )?;
+        check_range(
+            "reconnect_backoff_max_ms",
+            millis(self.reconnect_backoff_max),
+            1,
+            day_ms,
+        )?;
+        if self.reconnect_backoff_max < self.reconnect_backoff_min {
+            check_less(
+                "reconnect_backoff_min_ms",
+                millis(self.reconnect_backoff_min),
+                "reconnect_backoff_max_ms",
+                millis(self.reconnect_backoff_max),
+            )?;
+        }
+        check_range(
+            "connect_timeout_ms",
+            millis(self.connect_timeout),
+            1,
+            day_ms,
+        )?;
+        check_range("hello_timeout_ms", millis(self.hello_timeout), 1, day_ms)?;
+        check_range(
+            "shutdown_flush_timeout_ms",
+            millis(self.shutdown_flush_timeout),
+            1,
+            day_ms,
+        )
+    }
+}
+
+impl Validate for NodeRuntimeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.system
+            .validate()
+            .map_err(|error| error.within("system"))?;
+        let peers_count = self.peers.keys().filter(|id| **id != self.node()).count();
+        check_range("peers", peers_count, 0, NODES_COUNT_MAX - 1)?;
+        self.validate_capacities()?;
+        self.validate_timeouts()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_settings_name_the_field() {
+        // Checks that defaults validate and that bad settings are refused with the field
+        // named the way a user would write it.
+        let config = NodeRuntimeConfig::new(NodeId(1));
+        assert_eq!(config.validate(), Ok(()));
+        let mut zero_queue = config.clone();
+        zero_queue.peer_queue_capacity = 0;
+        let error = zero_queue.validate().unwrap_err();
+        assert_eq!(error.field, "peer_queue_capacity");
+        let mut backwards = config;
+        backwards.reconnect_backoff_min = Duration::from_secs(3);
+        let error = backwards.validate().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "config: reconnect_backoff_max_ms (2000) must exceed reconnect_backoff_min_ms (3000)"
+        );
+    }
+}
