@@ -9,6 +9,7 @@
 //! value or a pure function, so that the simulator can replay any run from its seed.
 
 pub mod config;
+pub mod disk;
 pub mod fault;
 pub mod ids;
 pub mod limits;
