@@ -93,6 +93,12 @@ pub enum DiskError {
         size: usize,
         limit: usize,
     },
+    /// Returned by a latching storage for every call after its first failed write or sync.
+    #[error(
+        "a previous write or sync failed ({first_failure}); this storage refuses all further \
+         IO until the node restarts and recovers from disk"
+    )]
+    PreviousIo { first_failure: String },
 }
 
 /// The data-directory lock file, which only the executor touches.

@@ -1,0 +1,851 @@
+//! [`Wal`]: the sans-IO engine of the segmented write-ahead log.
+//!
+//! The engine owns the order of everything that reaches the disk. Appends queue in memory;
+//! [`Wal::poll_io`] hands out the disk operations of the next unit of work (the repair
+//! left by recovery, a compaction, or one batch: one write and one fdatasync, preceded by
+//! the creation of a segment when the batch does not fit the current one). Only one unit is
+//! in flight; appends that arrive meanwhile gather into the next batch, which is group
+//! commit. [`Wal::complete`] takes each completion back, in the order the ops were handed
+//! out, and [`Wal::poll_output`] reports `Durable` only after the sync that covers it.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use synod_core::disk::{DiskError, DiskOp, DiskReply};
+use synod_core::{Instant, Validate};
+use thiserror::Error;
+
+use crate::config::WalConfig;
+use crate::record::{
+    RecordType, SEGMENT_HEADER_SIZE, TRUNCATE_RECORD_SIZE, decode_record, encode_record,
+    encode_segment_header, record_size,
+};
+
+/// The most disk operations one unit of work may hand out.
+pub const UNIT_OPS_COUNT_MAX: usize = 4 * 1024;
+
+/// Identifies one handed-out disk operation; completions must come back in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IoTag(pub u64);
+
+/// The name of the segment whose first record has `first_lsn`.
+pub fn segment_file_name(first_lsn: u64) -> String {
+    format!("wal-{first_lsn:020}.log")
+}
+
+/// The first lsn named by a segment file name, or `None` for any other name.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("wal-")?.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A fatal storage failure: the log has latched and the node must recover from disk.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("write-ahead log: {op} failed ({error}); the node must stop and recover from disk")]
+pub struct WalFatal {
+    pub op: &'static str,
+    pub error: DiskError,
+}
+
+/// What the engine tells its driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WalOutput {
+    /// Every live entry up to and including `up_to_sequence` is durable. The value can go
+    /// down after a truncation: it always describes the current log.
+    Durable { up_to_sequence: u64 },
+    /// Whole segments below the requested point were removed durably.
+    Compacted { first_sequence: u64 },
+    /// The log has latched after a failed write or sync; the owner must fail and recover.
+    Failed(WalFatal),
+}
+
+/// Why an append was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum AppendError {
+    #[error("{0}")]
+    Failed(WalFatal),
+    #[error("record payload of {size} bytes exceeds record_size_max ({limit} bytes)")]
+    TooLarge { size: usize, limit: u32 },
+    #[error(
+        "{pending_bytes} bytes already wait for a batch (pending_bytes_max {limit}): \
+         wait for Durable before appending more"
+    )]
+    PendingFull { pending_bytes: u64, limit: u64 },
+    #[error("record type {record_type:?} is written by the log itself; append entries only")]
+    ReservedType { record_type: RecordType },
+}
+
+/// Why a truncation was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum TruncateError {
+    #[error("{0}")]
+    Failed(WalFatal),
+    #[error("cannot truncate from {from}: the log starts at {first_sequence} (compacted below)")]
+    BelowFirst { from: u64, first_sequence: u64 },
+    #[error("cannot truncate from {from}: the log ends before {next_sequence}")]
+    BeyondEnd { from: u64, next_sequence: u64 },
+}
+
+/// Why a read was refused or failed.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Failed(WalFatal),
+    #[error("sequence {from} was compacted: the log starts at {first_sequence}")]
+    Compacted { from: u64, first_sequence: u64 },
+    #[error("sequence {from} is not written yet: written entries end before {written_next}")]
+    NotWritten { from: u64, written_next: u64 },
+    #[error("empty range {from}..{to}")]
+    EmptyRange { from: u64, to: u64 },
+    #[error("{file} at offset {offset}: {reason}")]
+    Corruption {
+        file: String,
+        offset: u64,
+        reason: String,
+    },
+}
+
+/// One live entry read back from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WalEntry {
+    pub sequence: u64,
+    pub payload: Bytes,
+}
+
+/// One segment file of the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub(crate) first_lsn: u64,
+    pub(crate) name: String,
+    /// The bytes handed out for writing (header included): the next record goes here.
+    pub(crate) written_end: u64,
+    /// The size the segment may grow to.
+    pub(crate) capacity: u64,
+}
+
+/// Where a live, written entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub(crate) sequence: u64,
+    pub(crate) lsn: u64,
+    pub(crate) segment_first_lsn: u64,
+    pub(crate) offset: u64,
+    pub(crate) size: u32,
+}
+
+/// A record waiting for a batch.
+#[derive(Clone, Debug)]
+struct PendingRecord {
+    record_type: RecordType,
+    sequence: u64,
+    payload: Bytes,
+}
+
+/// The unit of work in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unit {
+    Repair,
+    Compaction,
+    Batch { last_lsn: u64 },
+}
+
+/// What [`crate::Recovery`] hands over to a new engine.
+#[derive(Debug)]
+pub(crate) struct RecoveredLog {
+    pub(crate) segments: Vec<Segment>,
+    pub(crate) index: VecDeque<Location>,
+    pub(crate) index_base: u64,
+    pub(crate) next_lsn: u64,
+    pub(crate) repair: Vec<DiskOp>,
+}
+
+/// The write-ahead log engine. See the crate documentation for the driver loop.
+#[derive(Debug)]
+pub struct Wal {
+    config: WalConfig,
+    failure: Option<WalFatal>,
+    segments: Vec<Segment>,
+    /// Live entries that have been handed out for writing, in order.
+    index: VecDeque<Location>,
+    /// The sequence of the first live written entry (the next one when `index` is empty).
+    index_base: u64,
+    next_lsn: u64,
+    /// The sequence the next append gets.
+    next_sequence: u64,
+    /// The next sequence after replaying only the records handed out for writing, as
+    /// recovery would: what a new segment's header records.
+    issued_next_sequence: u64,
+    pending: VecDeque<PendingRecord>,
+    pending_bytes: u64,
+    repair: Vec<DiskOp>,
+    ops_ready: VecDeque<DiskOp>,
+    ops_in_flight: VecDeque<IoTag>,
+    tag_next: u64,
+    unit: Option<Unit>,
+    unit_ops_remaining: usize,
+    durable_lsn: u64,
+    durable_reported: Option<u64>,
+    compaction_below: Option<u64>,
+    hold_since: Option<Instant>,
+    outputs: VecDeque<WalOutput>,
+}
+
+impl Wal {
+    /// An empty log in an empty directory. Use [`crate::Recovery`] for an existing one.
+    pub fn new(config: WalConfig) -> Result<Wal, synod_core::ConfigError> {
+        config.validate()?;
+        let log = RecoveredLog {
+            segments: Vec::new(),
+            index: VecDeque::new(),
+            index_base: 1,
+            next_lsn: 1,
+            repair: Vec::new(),
+        };
+        Ok(Wal::from_recovered(config, log))
+    }
+
+    pub(crate) fn from_recovered(config: WalConfig, log: RecoveredLog) -> Wal {
+        let next_sequence = log.index_base + log.index.len() as u64;
+        let wal = Wal {
+            config,
+            failure: None,
+            segments: log.segments,
+            index: log.index,
+            index_base: log.index_base,
+            next_lsn: log.next_lsn,
+            next_sequence,
+            issued_next_sequence: next_sequence,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            repair: log.repair,
+            ops_ready: VecDeque::new(),
+            ops_in_flight: VecDeque::new(),
+            tag_next: 0,
+            unit: None,
+            unit_ops_remaining: 0,
+            durable_lsn: 0,
+            durable_reported: None,
+            compaction_below: None,
+            hold_since: None,
+            outputs: VecDeque::new(),
+        };
+        wal.invariants();
+        wal
+    }
+
+    pub fn config(&self) -> &WalConfig {
+        &self.config
+    }
+
+    /// The sequence the next append gets.
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    /// The first live sequence (entries below it were compacted).
+    pub fn first_sequence(&self) -> u64 {
+        self.index_base
+    }
+
+    /// The fatal failure, once the log has latched.
+    pub fn failure(&self) -> Option<&WalFatal> {
+        self.failure.as_ref()
+    }
+
+    /// Whether nothing is queued, handed out or in flight.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+            && self.unit.is_none()
+            && self.repair.is_empty()
+            && self.compaction_below.is_none()
+    }
+
+    /// The instant at which a held small batch should be issued, if one is held: the driver
+    /// sets a timer and calls [`Wal::poll_io`] again then.
+    pub fn deadline(&self) -> Option<Instant> {
+        let since = self.hold_since?;
+        Some(since.saturating_add(self.config.batch_wait_max))
+    }
+
+    /// Queues an entry and returns its sequence. It is durable once a `Durable` output
+    /// covers the sequence; nothing that depends on it may be acknowledged before.
+    pub fn append(&mut self, record_type: RecordType, payload: Bytes) -> Result<u64, AppendError> {
+        if let Some(failure) = &self.failure {
+            return Err(AppendError::Failed(failure.clone()));
+        }
+        if record_type != RecordType::Entry {
+            return Err(AppendError::ReservedType { record_type });
+        }
+        let limit = self.config.record_size_max;
+        if payload.len() > limit as usize {
+            return Err(AppendError::TooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
+        let size = record_size(payload.len()) as u64;
+        if self.pending_bytes + size > self.config.pending_bytes_max {
+            return Err(AppendError::PendingFull {
+                pending_bytes: self.pending_bytes,
+                limit: self.config.pending_bytes_max,
+            });
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.push_pending(record_type, sequence, payload);
+        self.invariants();
+        Ok(sequence)
+    }
+
+    fn push_pending(&mut self, record_type: RecordType, sequence: u64, payload: Bytes) {
+        self.pending_bytes += record_size(payload.len()) as u64;
+        self.pending.push_back(PendingRecord {
+            record_type,
+            sequence,
+            payload,
+        });
+    }
+
+    /// The next disk operation to submit, if any. Operations must be carried out in the
+    /// order they are handed out, and their completions given back in that order.
+    pub fn poll_io(&mut self, now: Instant) -> Option<(IoTag, DiskOp)> {
+        if self.failure.is_some() {
+            return None;
+        }
+        if self.unit.is_none() {
+            self.start_next_unit(now);
+        }
+        let op = self.ops_ready.pop_front()?;
+        let tag = IoTag(self.tag_next);
+        self.tag_next += 1;
+        self.ops_in_flight.push_back(tag);
+        self.invariants();
+        Some((tag, op))
+    }
+
+    /// Takes the completion of the operation handed out with `tag`.
+    pub fn complete(&mut self, tag: IoTag, result: Result<DiskReply, DiskError>) {
+        let expected = self.ops_in_flight.pop_front();
+        assert_eq!(
+            expected,
+            Some(tag),
+            "WAL completions must come back in FIFO order"
+        );
+        if self.failure.is_some() {
+            return;
+        }
+        if let Err(error) = result {
+            self.latch(error);
+            return;
+        }
+        self.unit_ops_remaining -= 1;
+        if self.unit_ops_remaining == 0 {
+            self.finish_unit();
+        }
+        self.invariants();
+    }
+
+    /// The next output for the driver.
+    pub fn poll_output(&mut self) -> Option<WalOutput> {
+        self.outputs.pop_front()
+    }
+
+    fn latch(&mut self, error: DiskError) {
+        let op = match &error {
+            DiskError::NotFound { op, .. }
+            | DiskError::Io { op, .. }
+            | DiskError::TooLarge { op, .. } => op,
+            DiskError::InvalidPath { .. } | DiskError::PreviousIo { .. } => "io",
+        };
+        let fatal = WalFatal { op, error };
+        self.failure = Some(fatal.clone());
+        self.ops_ready.clear();
+        self.unit = None;
+        self.hold_since = None;
+        self.outputs.push_back(WalOutput::Failed(fatal));
+    }
+
+    fn finish_unit(&mut self) {
+        let unit = self.unit.take().expect("a unit was in flight");
+        match unit {
+            Unit::Repair => self.durable_lsn = self.next_lsn - 1,
+            Unit::Batch { last_lsn } => self.durable_lsn = last_lsn,
+            Unit::Compaction => {
+                let first_sequence = self.index_base;
+                self.outputs
+                    .push_back(WalOutput::Compacted { first_sequence });
+            }
+        }
+        let durable = self.durable_sequence();
+        if self.durable_reported != Some(durable) && unit != Unit::Compaction {
+            self.durable_reported = Some(durable);
+            let output = WalOutput::Durable {
+                up_to_sequence: durable,
+            };
+            self.outputs.push_back(output);
+        }
+    }
+
+    /// The highest sequence such that every live entry up to it is durable.
+    pub fn durable_sequence(&self) -> u64 {
+        let count = self
+            .index
+            .partition_point(|location| location.lsn <= self.durable_lsn);
+        match count {
+            0 => self.index_base - 1,
+            _ => self.index[count - 1].sequence,
+        }
+    }
+
+    fn start_next_unit(&mut self, now: Instant) {
+        assert!(self.ops_ready.is_empty(), "ops left without a unit");
+        if !self.repair.is_empty() {
+            self.ops_ready.extend(std::mem::take(&mut self.repair));
+            self.begin_unit(Unit::Repair);
+            return;
+        }
+        if self.compaction_below.is_some() {
+            self.issue_compaction();
+            if self.unit.is_some() {
+                return;
+            }
+        }
+        if self.pending.is_empty() || self.holds_batch(now) {
+            return;
+        }
+        self.issue_batch();
+    }
+
+    fn begin_unit(&mut self, unit: Unit) {
+        assert!(
+            self.ops_ready.len() <= UNIT_OPS_COUNT_MAX,
+            "unit over its op limit"
+        );
+        self.unit_ops_remaining = self.ops_ready.len();
+        self.unit = Some(unit);
+    }
+
+    /// Whether a small batch should wait for more appends (`batch_wait_max`).
+    fn holds_batch(&mut self, now: Instant) -> bool {
+        let full = self.pending_bytes >= u64::from(self.config.batch_size_max)
+            || self.pending.len() >= self.config.batch_records_max as usize;
+        if self.config.batch_wait_max.is_zero() || full {
+            self.hold_since = None;
+            return false;
+        }
+        let since = *self.hold_since.get_or_insert(now);
+        if now >= since.saturating_add(self.config.batch_wait_max) {
+            self.hold_since = None;
+            return false;
+        }
+        true
+    }
+
+    /// Takes records off the pending queue for one batch.
+    fn take_batch(&mut self) -> (Vec<PendingRecord>, usize) {
+        let mut records = Vec::new();
+        let mut size = 0;
+        while let Some(record) = self.pending.front() {
+            let record_bytes = record_size(record.payload.len());
+            let fits = size + record_bytes <= self.config.batch_size_max as usize
+                && records.len() < self.config.batch_records_max as usize;
+            if !fits && !records.is_empty() {
+                break;
+            }
+            size += record_bytes;
+            self.pending_bytes -= record_bytes as u64;
+            records.push(self.pending.pop_front().expect("front exists"));
+        }
+        (records, size)
+    }
+
+    fn issue_batch(&mut self) {
+        let (records, size) = self.take_batch();
+        let needs_segment = match self.segments.last() {
+            None => true,
+            Some(segment) => segment.written_end + size as u64 > segment.capacity,
+        };
+        if needs_segment {
+            self.create_segment();
+        }
+        let segment = self.segments.last().expect("a segment exists");
+        let (name, offset, segment_first_lsn) =
+            (segment.name.clone(), segment.written_end, segment.first_lsn);
+        let mut batch = BytesMut::with_capacity(size);
+        for (batch_offset, record) in records.iter().enumerate() {
+            let lsn = self.next_lsn;
+            self.next_lsn += 1;
+            let record_offset = offset + batch.len() as u64;
+            let batch_offset = u16::try_from(batch_offset).expect("batch_records_max fits u16");
+            let payload = &record.payload;
+            encode_record(
+                &mut batch,
+                record.record_type,
+                batch_offset,
+                lsn,
+                record.sequence,
+                payload,
+            );
+            let location = Location {
+                sequence: record.sequence,
+                lsn,
+                segment_first_lsn,
+                offset: record_offset,
+                size: record_size(payload.len()) as u32,
+            };
+            self.replay_issued(record.record_type, location);
+        }
+        assert_eq!(batch.len(), size, "batch size as planned");
+        let last_lsn = self.next_lsn - 1;
+        self.segments.last_mut().expect("segment").written_end += size as u64;
+        let data = batch.freeze();
+        self.ops_ready.push_back(DiskOp::Write {
+            path: name.clone(),
+            offset,
+            data,
+        });
+        self.ops_ready.push_back(DiskOp::Sync { path: name });
+        self.begin_unit(Unit::Batch { last_lsn });
+    }
+
+    /// Applies a handed-out record to the index, exactly as recovery replays it.
+    fn replay_issued(&mut self, record_type: RecordType, location: Location) {
+        self.issued_next_sequence = match record_type {
+            RecordType::Entry => location.sequence + 1,
+            _ => location.sequence,
+        };
+        match record_type {
+            RecordType::Entry => {
+                // Truncated entries were dropped from the index when truncate was called;
+                // an entry handed out now continues the live log.
+                let expected = self.index_base + self.index.len() as u64;
+                assert_eq!(location.sequence, expected, "entries are consecutive");
+                self.index.push_back(location);
+            }
+            RecordType::Truncate => self.truncate_index(location.sequence),
+            RecordType::SegmentHeader => unreachable!("segment headers are not queued"),
+        }
+    }
+
+    fn truncate_index(&mut self, from: u64) {
+        while self
+            .index
+            .back()
+            .is_some_and(|location| location.sequence >= from)
+        {
+            self.index.pop_back();
+        }
+        if self.index.is_empty() {
+            self.index_base = self.index_base.min(from);
+        }
+    }
+
+    /// Hands out the creation of a new segment: its header, its preallocation, and the
+    /// syncs that make both and its name durable before any record in it can be.
+    fn create_segment(&mut self) {
+        let first_lsn = self.next_lsn;
+        self.next_lsn += 1;
+        let next_sequence = self.issued_next_sequence;
+        let name = segment_file_name(first_lsn);
+        let header = encode_segment_header(first_lsn, next_sequence).freeze();
+        let path = name.clone();
+        self.ops_ready.push_back(DiskOp::Write {
+            path: path.clone(),
+            offset: 0,
+            data: header,
+        });
+        let len = self.config.segment_size;
+        self.ops_ready.push_back(DiskOp::SetLen {
+            path: path.clone(),
+            len,
+        });
+        self.ops_ready.push_back(DiskOp::Sync { path });
+        self.ops_ready.push_back(DiskOp::SyncDir);
+        self.segments.push(Segment {
+            first_lsn,
+            name,
+            written_end: SEGMENT_HEADER_SIZE as u64,
+            capacity: self.config.segment_size,
+        });
+    }
+
+    /// Removes every entry at or after `from`; the next append gets `from`. Durable (a
+    /// crash cannot bring the entries back) once a batch after it is: a truncate record is
+    /// written with the next batch, and `Durable` reports only the surviving entries.
+    pub fn truncate_suffix(&mut self, from: u64) -> Result<(), TruncateError> {
+        if let Some(failure) = &self.failure {
+            return Err(TruncateError::Failed(failure.clone()));
+        }
+        if from < self.index_base {
+            let first_sequence = self.index_base;
+            return Err(TruncateError::BelowFirst {
+                from,
+                first_sequence,
+            });
+        }
+        if from > self.next_sequence {
+            let next_sequence = self.next_sequence;
+            return Err(TruncateError::BeyondEnd {
+                from,
+                next_sequence,
+            });
+        }
+        let before = self.pending.len();
+        self.pending
+            .retain(|record| record.record_type != RecordType::Entry || record.sequence < from);
+        if self.pending.len() != before {
+            let sizes = self
+                .pending
+                .iter()
+                .map(|record| record_size(record.payload.len()));
+            self.pending_bytes = sizes.sum::<usize>() as u64;
+        }
+        if self.pending_replay_next() > from {
+            self.push_pending(RecordType::Truncate, from, Bytes::new());
+        }
+        self.truncate_index(from);
+        self.next_sequence = from;
+        self.invariants();
+        Ok(())
+    }
+
+    /// The next sequence after replaying the written log and then the pending records.
+    fn pending_replay_next(&self) -> u64 {
+        let mut next = self.index_base + self.index.len() as u64;
+        for record in &self.pending {
+            next = match record.record_type {
+                RecordType::Entry => record.sequence + 1,
+                _ => record.sequence,
+            };
+        }
+        next
+    }
+
+    /// Asks for the removal of every segment whose live entries are all below `below`
+    /// (never the segment being written). Reported by `Compacted` once durable.
+    pub fn compact_prefix(&mut self, below: u64) {
+        if self.failure.is_some() {
+            return;
+        }
+        self.compaction_below = Some(self.compaction_below.map_or(below, |old| old.max(below)));
+        self.invariants();
+    }
+
+    fn issue_compaction(&mut self) {
+        let below = self.compaction_below.take().expect("compaction requested");
+        // Segments go oldest first, each removal made durable before the next, so a crash
+        // leaves a suffix of the segments and never a hole in the middle of the log.
+        while self.segments.len() > 1 {
+            let next_first_lsn = self.segments[1].first_lsn;
+            let in_segment = self
+                .index
+                .partition_point(|location| location.lsn < next_first_lsn);
+            let removable = in_segment == 0 || self.index[in_segment - 1].sequence < below;
+            if !removable || self.ops_ready.len() + 2 > UNIT_OPS_COUNT_MAX {
+                break;
+            }
+            for _ in 0..in_segment {
+                let location = self.index.pop_front().expect("counted above");
+                self.index_base = location.sequence + 1;
+            }
+            let segment = self.segments.remove(0);
+            self.ops_ready
+                .push_back(DiskOp::Remove { path: segment.name });
+            self.ops_ready.push_back(DiskOp::SyncDir);
+        }
+        if !self.ops_ready.is_empty() {
+            self.begin_unit(Unit::Compaction);
+        }
+    }
+
+    /// Plans the reads of the live entries `from..to` that have been handed out for
+    /// writing (at most `read_size_max` bytes: the plan may cover fewer). Submit the plan's
+    /// ops after every op handed out before (FIFO makes them see the written data), then
+    /// decode the replies with [`ReadPlan::decode`].
+    pub fn read_range(&self, from: u64, to: u64) -> Result<ReadPlan, ReadError> {
+        if let Some(failure) = &self.failure {
+            return Err(ReadError::Failed(failure.clone()));
+        }
+        if from < self.index_base {
+            let first_sequence = self.index_base;
+            return Err(ReadError::Compacted {
+                from,
+                first_sequence,
+            });
+        }
+        let written_next = self.index_base + self.index.len() as u64;
+        if from >= written_next {
+            return Err(ReadError::NotWritten { from, written_next });
+        }
+        if from >= to {
+            return Err(ReadError::EmptyRange { from, to });
+        }
+        let start = (from - self.index_base) as usize;
+        let end = (to.min(written_next) - self.index_base) as usize;
+        let mut plan = ReadPlan::default();
+        let mut bytes = 0u64;
+        for location in self.index.range(start..end) {
+            bytes += u64::from(location.size);
+            if bytes > u64::from(self.config.read_size_max) && !plan.reads.is_empty() {
+                break;
+            }
+            let name = self.segment_name(location.segment_first_lsn);
+            plan.add(name, *location);
+        }
+        Ok(plan)
+    }
+
+    fn segment_name(&self, first_lsn: u64) -> String {
+        let index = self
+            .segments
+            .partition_point(|segment| segment.first_lsn < first_lsn);
+        let segment = &self.segments[index];
+        assert_eq!(segment.first_lsn, first_lsn, "indexed segment exists");
+        segment.name.clone()
+    }
+
+    /// Asserts the engine's invariants; called at the end of every public step.
+    pub fn invariants(&self) {
+        for pair in self.segments.windows(2) {
+            assert!(
+                pair[0].first_lsn < pair[1].first_lsn,
+                "segments ordered by lsn"
+            );
+        }
+        for segment in &self.segments {
+            assert!(segment.written_end <= segment.capacity, "segment overfull");
+        }
+        for (position, location) in self.index.iter().enumerate() {
+            assert_eq!(
+                location.sequence,
+                self.index_base + position as u64,
+                "index gap"
+            );
+        }
+        for pair in self.index.iter().zip(self.index.iter().skip(1)) {
+            assert!(pair.0.lsn < pair.1.lsn, "index lsns increase");
+        }
+        let sizes: usize = self
+            .pending
+            .iter()
+            .map(|r| record_size(r.payload.len()))
+            .sum();
+        assert_eq!(sizes as u64, self.pending_bytes, "pending bytes accounted");
+        let slack = (TRUNCATE_RECORD_SIZE * self.pending.len()) as u64;
+        assert!(
+            self.pending_bytes <= self.config.pending_bytes_max + slack,
+            "pending bound"
+        );
+        assert!(
+            self.durable_lsn < self.next_lsn,
+            "durable beyond the written log"
+        );
+        assert!(
+            self.unit.is_some() || self.ops_ready.is_empty(),
+            "ops without a unit"
+        );
+        assert!(
+            self.ops_in_flight.len() <= UNIT_OPS_COUNT_MAX * 2,
+            "ops in flight bound"
+        );
+        assert!(self.next_sequence >= self.index_base, "next below the base");
+    }
+}
+
+/// One read of a plan: a contiguous run of records in one segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedRead {
+    pub file: String,
+    pub offset: u64,
+    pub len: u32,
+    locations: Vec<Location>,
+}
+
+/// The reads that fetch a range of entries, and how to check what comes back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadPlan {
+    reads: Vec<PlannedRead>,
+}
+
+impl ReadPlan {
+    fn add(&mut self, file: String, location: Location) {
+        if let Some(last) = self.reads.last_mut()
+            && last.file == file
+            && last.offset + u64::from(last.len) == location.offset
+            && u64::from(last.len) + u64::from(location.size)
+                <= synod_core::limits::DISK_IO_SIZE_MAX as u64
+        {
+            last.len += location.size;
+            last.locations.push(location);
+            return;
+        }
+        self.reads.push(PlannedRead {
+            file,
+            offset: location.offset,
+            len: location.size,
+            locations: vec![location],
+        });
+    }
+
+    /// The read operations, to be submitted in order.
+    pub fn ops(&self) -> Vec<DiskOp> {
+        let read = |planned: &PlannedRead| DiskOp::Read {
+            path: planned.file.clone(),
+            offset: planned.offset,
+            len: planned.len,
+        };
+        self.reads.iter().map(read).collect()
+    }
+
+    /// The sequences the plan covers, `first..end`.
+    pub fn sequences(&self) -> std::ops::Range<u64> {
+        let first = self
+            .reads
+            .first()
+            .map_or(0, |read| read.locations[0].sequence);
+        let count: usize = self.reads.iter().map(|read| read.locations.len()).sum();
+        first..first + count as u64
+    }
+
+    /// Checks and decodes the replies of [`ReadPlan::ops`], one per op, in order: every
+    /// record's checksums, type, lsn and sequence must be what was written.
+    pub fn decode(&self, replies: &[Bytes]) -> Result<Vec<WalEntry>, ReadError> {
+        assert_eq!(
+            replies.len(),
+            self.reads.len(),
+            "one reply per planned read"
+        );
+        let mut entries = Vec::new();
+        for (planned, reply) in self.reads.iter().zip(replies) {
+            for location in &planned.locations {
+                let start = (location.offset - planned.offset) as usize;
+                let corruption = |reason: String| ReadError::Corruption {
+                    file: planned.file.clone(),
+                    offset: location.offset,
+                    reason,
+                };
+                let bytes = reply.get(start..).unwrap_or(&[]);
+                let record =
+                    decode_record(bytes, u32::MAX).map_err(|e| corruption(e.to_string()))?;
+                let header = record.header;
+                let expected = (RecordType::Entry, location.lsn, location.sequence);
+                if (header.record_type, header.lsn, header.sequence) != expected {
+                    return Err(corruption(format!(
+                        "found {:?} lsn {} sequence {}, expected {expected:?}",
+                        header.record_type, header.lsn, header.sequence
+                    )));
+                }
+                let payload_start = start + crate::record::RECORD_HEADER_SIZE;
+                let payload = reply.slice(payload_start..payload_start + record.payload.len());
+                entries.push(WalEntry {
+                    sequence: location.sequence,
+                    payload,
+                });
+            }
+        }
+        Ok(entries)
+    }
+}

@@ -1,0 +1,315 @@
+//! Exact-output unit tests of the [`Wal`] engine: the ops each input hands out and the
+//! outputs each completion produces.
+
+use bytes::{Bytes, BytesMut};
+use synod_core::disk::{DiskError, DiskOp, DiskReply};
+use synod_core::{Duration, Instant};
+
+use crate::config::WalConfig;
+use crate::record::{RecordType, encode_record, encode_segment_header};
+use crate::wal::{AppendError, IoTag, TruncateError, Wal, WalOutput, segment_file_name};
+
+const FIRST: &str = "wal-00000000000000000001.log";
+
+fn config() -> WalConfig {
+    WalConfig::small_for_tests()
+}
+
+fn entry(wal: &mut Wal, payload: &str) -> u64 {
+    let payload = Bytes::copy_from_slice(payload.as_bytes());
+    wal.append(RecordType::Entry, payload).expect("append")
+}
+
+/// Every op the engine hands out now, with its tag.
+fn drain_ops(wal: &mut Wal) -> Vec<(IoTag, DiskOp)> {
+    std::iter::from_fn(|| wal.poll_io(Instant::ZERO)).collect()
+}
+
+fn complete_all(wal: &mut Wal, ops: &[(IoTag, DiskOp)]) {
+    for (tag, _) in ops {
+        wal.complete(*tag, Ok(DiskReply::Done));
+    }
+}
+
+fn outputs(wal: &mut Wal) -> Vec<WalOutput> {
+    std::iter::from_fn(|| wal.poll_output()).collect()
+}
+
+/// The bytes of a batch: (type, lsn, sequence, payload) per record.
+fn batch(records: &[(RecordType, u64, u64, &str)]) -> Bytes {
+    let mut out = BytesMut::new();
+    for (index, (record_type, lsn, sequence, payload)) in records.iter().enumerate() {
+        let batch_offset = index as u16;
+        encode_record(
+            &mut out,
+            *record_type,
+            batch_offset,
+            *lsn,
+            *sequence,
+            payload.as_bytes(),
+        );
+    }
+    out.freeze()
+}
+
+fn write(path: &str, offset: u64, data: Bytes) -> DiskOp {
+    DiskOp::Write {
+        path: path.to_string(),
+        offset,
+        data,
+    }
+}
+
+fn sync(path: &str) -> DiskOp {
+    DiskOp::Sync {
+        path: path.to_string(),
+    }
+}
+
+fn ops_only(ops: &[(IoTag, DiskOp)]) -> Vec<DiskOp> {
+    ops.iter().map(|(_, op)| op.clone()).collect()
+}
+
+#[test]
+fn the_first_append_creates_a_segment_then_writes_and_syncs() {
+    // Checks the exact ops of the first append (segment header, preallocation, file and
+    // directory sync, then the record and its sync) and that Durable waits for the last.
+    let mut wal = Wal::new(config()).unwrap();
+    assert_eq!(entry(&mut wal, "a"), 1);
+    let ops = drain_ops(&mut wal);
+    let header = encode_segment_header(1, 1).freeze();
+    let expected = vec![
+        write(FIRST, 0, header),
+        DiskOp::SetLen {
+            path: FIRST.to_string(),
+            len: 64 << 10,
+        },
+        sync(FIRST),
+        DiskOp::SyncDir,
+        write(FIRST, 64, batch(&[(RecordType::Entry, 2, 1, "a")])),
+        sync(FIRST),
+    ];
+    assert_eq!(ops_only(&ops), expected);
+    complete_all(&mut wal, &ops[..5]);
+    assert_eq!(outputs(&mut wal), vec![]);
+    complete_all(&mut wal, &ops[5..]);
+    assert_eq!(
+        outputs(&mut wal),
+        vec![WalOutput::Durable { up_to_sequence: 1 }]
+    );
+    assert!(wal.is_idle());
+}
+
+#[test]
+fn appends_during_a_batch_in_flight_are_committed_together() {
+    // Checks group commit: while one batch is in flight nothing else is handed out, and the
+    // appends made meanwhile go out as one write and one sync.
+    let mut wal = Wal::new(config()).unwrap();
+    entry(&mut wal, "a");
+    let first = drain_ops(&mut wal);
+    for payload in ["b", "c", "d"] {
+        entry(&mut wal, payload);
+    }
+    assert_eq!(wal.poll_io(Instant::ZERO), None);
+    complete_all(&mut wal, &first);
+    assert_eq!(
+        outputs(&mut wal),
+        vec![WalOutput::Durable { up_to_sequence: 1 }]
+    );
+    let second = drain_ops(&mut wal);
+    let records = [
+        (RecordType::Entry, 3, 2, "b"),
+        (RecordType::Entry, 4, 3, "c"),
+        (RecordType::Entry, 5, 4, "d"),
+    ];
+    assert_eq!(
+        ops_only(&second),
+        vec![write(FIRST, 128, batch(&records)), sync(FIRST)]
+    );
+    complete_all(&mut wal, &second);
+    assert_eq!(
+        outputs(&mut wal),
+        vec![WalOutput::Durable { up_to_sequence: 4 }]
+    );
+}
+
+#[test]
+fn a_batch_that_does_not_fit_rolls_to_a_new_segment() {
+    // Checks the roll: the segment is named by its first lsn and created (and made durable)
+    // before the batch that goes into it.
+    let mut config = config();
+    config.segment_size = 4_096;
+    config.batch_size_max = 2_048;
+    config.record_size_max = 1_000;
+    config.pending_bytes_max = 1 << 20;
+    config.read_size_max = 4_096;
+    let mut wal = Wal::new(config).unwrap();
+    let payload = "x".repeat(1_000);
+    for _ in 0..3 {
+        entry(&mut wal, &payload);
+        let ops = drain_ops(&mut wal);
+        complete_all(&mut wal, &ops);
+    }
+    // 64 + 3 * 1056 = 3232 bytes used; a fourth record needs 1056 more and rolls over.
+    entry(&mut wal, &payload);
+    let ops = drain_ops(&mut wal);
+    let second = segment_file_name(5);
+    let header = encode_segment_header(5, 4).freeze();
+    let data = batch(&[(RecordType::Entry, 6, 4, &payload)]);
+    let expected = vec![
+        write(&second, 0, header),
+        DiskOp::SetLen {
+            path: second.clone(),
+            len: 4_096,
+        },
+        sync(&second),
+        DiskOp::SyncDir,
+        write(&second, 64, data),
+        sync(&second),
+    ];
+    assert_eq!(ops_only(&ops), expected);
+}
+
+#[test]
+fn truncating_written_entries_writes_a_truncate_record_first() {
+    // Checks that truncating written entries queues a truncate record ahead of the next
+    // entries, that Durable then reports the surviving prefix, and that truncating only
+    // pending entries needs no record at all.
+    let mut wal = Wal::new(config()).unwrap();
+    for payload in ["a", "b", "c"] {
+        entry(&mut wal, payload);
+    }
+    let ops = drain_ops(&mut wal);
+    complete_all(&mut wal, &ops);
+    outputs(&mut wal);
+    wal.truncate_suffix(2).unwrap();
+    assert_eq!(entry(&mut wal, "B"), 2);
+    entry(&mut wal, "C");
+    wal.truncate_suffix(3).unwrap();
+    let ops = drain_ops(&mut wal);
+    let records = [
+        (RecordType::Truncate, 5, 2, ""),
+        (RecordType::Entry, 6, 2, "B"),
+    ];
+    // 64 + three 64-byte records = 256.
+    assert_eq!(
+        ops_only(&ops),
+        vec![write(FIRST, 256, batch(&records)), sync(FIRST)]
+    );
+    complete_all(&mut wal, &ops);
+    assert_eq!(
+        outputs(&mut wal),
+        vec![WalOutput::Durable { up_to_sequence: 2 }]
+    );
+    assert_eq!(wal.next_sequence(), 3);
+    let below = wal.truncate_suffix(0).unwrap_err();
+    assert_eq!(
+        below,
+        TruncateError::BelowFirst {
+            from: 0,
+            first_sequence: 1
+        }
+    );
+}
+
+#[test]
+fn compaction_removes_whole_segments_oldest_first_with_a_directory_sync_each() {
+    // Checks that compaction removes only segments whose entries are all below the point,
+    // never the segment being written, each removal made durable before the next.
+    let mut config = config();
+    config.segment_size = 4_096;
+    config.batch_size_max = 2_048;
+    config.record_size_max = 1_000;
+    config.read_size_max = 4_096;
+    let mut wal = Wal::new(config).unwrap();
+    let payload = "y".repeat(1_000);
+    for _ in 0..9 {
+        entry(&mut wal, &payload);
+        let ops = drain_ops(&mut wal);
+        complete_all(&mut wal, &ops);
+    }
+    // Segments hold sequences 1-3, 4-6 and 7-9.
+    assert_eq!(outputs(&mut wal).len(), 9);
+    wal.compact_prefix(7);
+    let ops = drain_ops(&mut wal);
+    let remove = |name: String| DiskOp::Remove { path: name };
+    let expected = vec![
+        remove(segment_file_name(1)),
+        DiskOp::SyncDir,
+        remove(segment_file_name(5)),
+        DiskOp::SyncDir,
+    ];
+    assert_eq!(ops_only(&ops), expected);
+    complete_all(&mut wal, &ops);
+    assert_eq!(
+        outputs(&mut wal),
+        vec![WalOutput::Compacted { first_sequence: 7 }]
+    );
+    assert_eq!(wal.first_sequence(), 7);
+}
+
+#[test]
+fn a_failed_sync_latches_the_log_and_refuses_everything_after() {
+    // Checks that a failed sync is fatal: no Durable, a Failed output, no more ops, and
+    // appends refused (fsync is never retried).
+    let mut wal = Wal::new(config()).unwrap();
+    entry(&mut wal, "a");
+    let ops = drain_ops(&mut wal);
+    complete_all(&mut wal, &ops[..5]);
+    let error = DiskError::Io {
+        op: "sync",
+        path: FIRST.to_string(),
+        message: "input/output error".to_string(),
+    };
+    wal.complete(ops[5].0, Err(error.clone()));
+    let outputs = outputs(&mut wal);
+    assert!(matches!(&outputs[..], [WalOutput::Failed(fatal)] if fatal.error == error));
+    let refused = wal
+        .append(RecordType::Entry, Bytes::from_static(b"b"))
+        .unwrap_err();
+    assert!(matches!(refused, AppendError::Failed(_)));
+    assert_eq!(wal.poll_io(Instant::ZERO), None);
+}
+
+#[test]
+fn appends_beyond_the_limits_are_refused_with_the_limit_named() {
+    // Checks the record size and pending bytes limits and the reserved record types.
+    let mut config = config();
+    config.pending_bytes_max = 4_096;
+    let mut wal = Wal::new(config).unwrap();
+    let large = Bytes::from(vec![1u8; 2_049]);
+    let refused = wal.append(RecordType::Entry, large).unwrap_err();
+    assert_eq!(
+        refused,
+        AppendError::TooLarge {
+            size: 2_049,
+            limit: 2_048
+        }
+    );
+    let record = Bytes::from(vec![1u8; 2_000]);
+    wal.append(RecordType::Entry, record.clone()).unwrap();
+    wal.append(RecordType::Entry, record.clone()).unwrap();
+    let full = wal.append(RecordType::Entry, record).unwrap_err();
+    assert!(
+        matches!(full, AppendError::PendingFull { limit: 4_096, .. }),
+        "{full}"
+    );
+    let reserved = wal.append(RecordType::Truncate, Bytes::new()).unwrap_err();
+    assert!(matches!(reserved, AppendError::ReservedType { .. }));
+}
+
+#[test]
+fn a_small_batch_is_held_until_batch_wait_max_when_configured() {
+    // Checks batch_wait_max: a lone small append waits for the deadline, then goes out.
+    let mut config = config();
+    config.batch_wait_max = Duration::from_millis(2);
+    let mut wal = Wal::new(config).unwrap();
+    entry(&mut wal, "a");
+    let start = Instant::from_nanos(1_000);
+    assert_eq!(wal.poll_io(start), None);
+    let deadline = wal.deadline().expect("a held batch has a deadline");
+    assert_eq!(deadline, start + Duration::from_millis(2));
+    assert_eq!(wal.poll_io(start + Duration::from_millis(1)), None);
+    assert!(wal.poll_io(deadline).is_some());
+    assert_eq!(wal.deadline(), None);
+}
