@@ -45,6 +45,7 @@ pub mod run;
 pub mod scenario;
 pub mod scenarios;
 pub mod sim;
+pub mod storage;
 pub mod sweep;
 pub mod trace;
 
@@ -61,6 +62,7 @@ pub use run::{
 };
 pub use scenario::{ClockReading, ClusterView, NodeStatus, ObservationRecord, Phase, Scenario};
 pub use sim::{Failure, NodeCounters, NodeServices, Simulation, Verdict};
+pub use storage::SimStorage;
 pub use sweep::{SharedScenarioFactory, SweepOutcome, sweep};
 
 /// What kind of failure a run found. Each class has its own process exit code, so scripts

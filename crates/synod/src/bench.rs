@@ -33,6 +33,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         messages: u64,
     },
+    /// The write-ahead log against the raw 4 KiB write + fdatasync loop on the same disk,
+    /// with 1, 16, 64 and 256 writers of 256-byte records, and recovery speed; prints JSON.
+    Wal {
+        /// Where the benchmark's files go (removed afterwards); must be on the disk to measure.
+        #[arg(long, default_value = "target/bench-wal")]
+        dir: std::path::PathBuf,
+        /// Appends per writer-count run (split across the writers).
+        #[arg(long, default_value_t = 20_000)]
+        appends: u64,
+        /// Megabytes of log written and then recovered.
+        #[arg(long, default_value_t = 512)]
+        recovery_megabytes: u64,
+    },
     /// Failure-detection time and false-suspicion rate per fault kind, over many seeds.
     Detector {
         /// Seeds per fault kind.
@@ -49,6 +62,17 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Sim { events, runs } => bench_sim(events, runs),
         BenchCommand::Actors { chain, messages } => bench_actors(chain, messages),
         BenchCommand::Detector { seeds, safety_secs } => bench_detector(seeds, safety_secs),
+        BenchCommand::Wal {
+            dir,
+            appends,
+            recovery_megabytes,
+        } => {
+            println!(
+                "{}",
+                crate::bench_wal::run(&dir, appends, recovery_megabytes)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

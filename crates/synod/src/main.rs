@@ -4,6 +4,8 @@
 //! (`synod bench`); the server, cluster and checker commands join it as they are built.
 
 mod bench;
+mod bench_wal;
+mod raw_disk;
 mod scenarios;
 mod sim;
 
