@@ -38,6 +38,9 @@ struct CachedFile {
 }
 
 /// A locked data directory on a real file system.
+/// Zeros written per call while preallocating.
+const PREALLOCATE_CHUNK_SIZE: usize = 1 << 20;
+
 pub struct FileStorage {
     dir: PathBuf,
     _lock: File,
@@ -194,8 +197,25 @@ impl Storage for FileStorage {
             .map_err(|error| disk_error("sync", path, &error))
     }
 
+    /// Extending writes real zeros rather than leaving a sparse hole: a preallocated
+    /// segment must own its blocks, or every later fdatasync into the hole also has to
+    /// journal a block allocation (measured: several times the latency of an overwrite).
     fn set_len(&mut self, path: &str, len: u64) -> Result<(), DiskError> {
         let file = self.open_file("set_len", path, false)?;
+        let current = file
+            .metadata()
+            .map_err(|error| disk_error("set_len", path, &error))?
+            .len();
+        if len > current {
+            let zeros = vec![0u8; PREALLOCATE_CHUNK_SIZE];
+            let mut offset = current;
+            while offset < len {
+                let length = (len - offset).min(PREALLOCATE_CHUNK_SIZE as u64) as usize;
+                file.write_all_at(&zeros[..length], offset)
+                    .map_err(|error| disk_error("set_len", path, &error))?;
+                offset += length as u64;
+            }
+        }
         file.set_len(len)
             .map_err(|error| disk_error("set_len", path, &error))
     }

@@ -70,7 +70,13 @@ pub fn read_whole_file(storage: &mut dyn Storage, path: &str) -> Result<Vec<u8>,
             break;
         }
         offset += chunk.len() as u64;
-        bytes.extend_from_slice(&chunk);
+        if bytes.is_empty() {
+            // The common case, a file that fits one read: take the buffer without copying
+            // it (recovery reads every segment whole, so this copy was its largest cost).
+            bytes = Vec::from(chunk);
+        } else {
+            bytes.extend_from_slice(&chunk);
+        }
     }
     Ok(bytes)
 }

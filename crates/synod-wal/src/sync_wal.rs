@@ -108,6 +108,10 @@ impl<S: Storage> SyncWal<S> {
         };
         let result = self.storage.execute(&op);
         self.wal.complete(tag, result);
+        // Test and debug builds recheck the whole index after every IO.
+        if cfg!(debug_assertions) {
+            self.wal.invariants_exhaustive();
+        }
         self.collect_outputs();
         true
     }
