@@ -20,6 +20,7 @@ pub mod detector_actor;
 pub mod incarnation;
 pub mod membership;
 pub mod supervisor;
+pub mod wal_actor;
 pub mod wire;
 
 pub use detector_actor::{
@@ -28,6 +29,7 @@ pub use detector_actor::{
 };
 pub use membership::{MembershipMessage, MembershipView};
 pub use supervisor::{NodeSupervisor, boot_node};
+pub use wal_actor::{WalAccepted, WalActor, WalContents, WalMessage, WalReply};
 pub use wire::{DecodeError, Heartbeat};
 
 /// The port failure-detector heartbeats travel on.

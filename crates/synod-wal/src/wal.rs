@@ -311,8 +311,14 @@ impl Wal {
 
     /// The next disk operation to submit, if any. Operations must be carried out in the
     /// order they are handed out, and their completions given back in that order.
+    ///
+    /// One operation is out at a time: the next is handed out only after the previous one
+    /// succeeded. Disk services run queued operations in order and do not stop at a
+    /// failure, so a batch written after a failed segment-header write would otherwise
+    /// reach the disk and later look like proof that the damaged header had been synced
+    /// (found by the simulator's `wal` scenario).
     pub fn poll_io(&mut self, now: Instant) -> Option<(IoTag, DiskOp)> {
-        if self.failure.is_some() {
+        if self.failure.is_some() || !self.ops_in_flight.is_empty() {
             return None;
         }
         if self.unit.is_none() {
@@ -346,6 +352,18 @@ impl Wal {
             self.finish_unit();
         }
         self.invariants();
+    }
+
+    /// The operation handed out and not yet completed, for tests.
+    #[cfg(test)]
+    pub(crate) fn op_in_flight(&self) -> Option<IoTag> {
+        self.ops_in_flight.front().copied()
+    }
+
+    /// Operations of the current unit still to complete, for tests.
+    #[cfg(test)]
+    pub(crate) fn unit_ops_left(&self) -> u64 {
+        self.unit_ops_remaining as u64
     }
 
     /// The next output for the driver.

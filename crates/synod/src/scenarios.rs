@@ -4,12 +4,13 @@ use anyhow::{Result, bail};
 use synod_sim::Scenario;
 use synod_sim::scenarios::heartbeat::{HEARTBEAT_SCENARIO, HeartbeatScenario};
 use synod_sim::scenarios::pingpong::PingPong;
+use synod_sim::scenarios::wal::{WAL_SCENARIO, WalScenario};
 
 /// The name of synod-sim's ping-pong scenario.
 const PINGPONG_SCENARIO: &str = "pingpong";
 
 /// Every scenario name, the default first.
-pub const SCENARIO_NAMES: [&str; 2] = [HEARTBEAT_SCENARIO, PINGPONG_SCENARIO];
+pub const SCENARIO_NAMES: [&str; 3] = [HEARTBEAT_SCENARIO, PINGPONG_SCENARIO, WAL_SCENARIO];
 
 /// A factory that builds a fresh scenario of `name` with `nodes_count` nodes per run.
 pub fn factory(
@@ -28,6 +29,9 @@ pub fn factory(
         })),
         PINGPONG_SCENARIO => Ok(Box::new(move || {
             Box::new(PingPong::new(nodes_count)) as Box<dyn Scenario>
+        })),
+        WAL_SCENARIO => Ok(Box::new(move || {
+            Box::new(WalScenario::new(nodes_count)) as Box<dyn Scenario>
         })),
         other => bail!(
             "unknown scenario {other:?}: choose one of {}",

@@ -14,7 +14,8 @@ use crate::scenarios;
 
 #[derive(Args, Debug, Clone)]
 pub struct SimArgs {
-    /// The scenario to run (heartbeat: the phi-accrual failure-detection cluster).
+    /// The scenario to run: heartbeat (the phi-accrual failure-detection cluster), wal (the
+    /// write-ahead log under crashes and disk faults), pingpong.
     #[arg(long, default_value = "heartbeat")]
     pub scenario: String,
     /// Run this one seed.
