@@ -304,13 +304,15 @@ fn render_json(
     text.push_str(&runs_json("wal_256b_threads", threads));
     if let (Some(one), Some(sixty_four)) = (one, sixty_four) {
         text.push_str(&format!(
-            "  \"one_writer_latency_vs_raw\": {:.2},\n  \"sixty_four_writers_throughput_vs_raw\": {:.1},\n",
+            "  \"one_writer_latency_vs_raw\": {:.2},\n  \
+             \"sixty_four_writers_throughput_vs_raw\": {:.1},\n",
             one.latency_mean_micros / raw.latency_mean_micros.max(1e-9),
             sixty_four.appends_per_second / raw.appends_per_second.max(1e-9)
         ));
     }
     text.push_str(&format!(
-        "  \"recovery\": {{\"bytes\": {bytes}, \"seconds\": {seconds:.3}, \"megabytes_per_second\": {:.0}}}\n}}",
+        "  \"recovery\": {{\"bytes\": {bytes}, \"seconds\": {seconds:.3}, \
+         \"megabytes_per_second\": {:.0}}}\n}}",
         bytes as f64 / 1e6 / seconds.max(1e-9)
     ));
     text
