@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_wal;
+mod check;
 mod raw_disk;
 mod scenarios;
 mod sim;
@@ -27,6 +28,8 @@ enum Command {
     /// Print throughput figures.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Check a recorded history against consistency models (or generate one).
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sim(args) => sim::run(&args),
         Command::Bench(command) => bench::run(command),
+        Command::Check(args) => check::run(&args),
     };
     match result {
         Ok(code) => code,
