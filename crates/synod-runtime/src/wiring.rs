@@ -81,9 +81,11 @@ pub(crate) fn start(
             let (completion_sender, completions) = mpsc::channel(DISK_CHANNEL_CAPACITY);
             let thread = disk::start_disk_thread(DiskThreadParts {
                 node: config.node(),
-                dir: dir.clone(),
-                open_files_max: config.open_files_max,
-                lock,
+                lock: lock.ok_or_else(|| RuntimeError::DataDirectory {
+                    dir: dir.clone(),
+                    message: "the data directory was not locked before the disk thread started"
+                        .to_string(),
+                })?,
                 requests,
                 completions: completion_sender,
                 counters: disk_counters.clone(),
