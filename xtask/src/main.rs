@@ -7,8 +7,9 @@ usage: cargo xtask <command>
 
 commands:
   test    run the whole test suite (nextest when installed, then doctests; else cargo test)
+  lint    cargo fmt --check and cargo clippy -D warnings (CI runs it, then `test`)
   tidy    run the tidy checks and print each violation as path:line: problem
-  ci      what CI runs: cargo fmt --check, cargo clippy -D warnings, then the test suite";
+  ci      lint, then the test suite, in one command";
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
     let root = xtask::workspace_root();
     let result = match arguments.as_slice() {
         ["test"] => xtask::tasks::test(&root),
+        ["lint"] => xtask::tasks::lint(&root),
         ["tidy"] => xtask::tasks::tidy(&root),
         ["ci"] => xtask::tasks::ci(&root),
         ["help" | "--help" | "-h"] => {

@@ -37,16 +37,19 @@ pub fn test(root: &Path) -> anyhow::Result<()> {
     stages.finish()
 }
 
-/// `cargo xtask ci`: formatting, lints, then the same test suite as `cargo xtask test`.
+/// `cargo xtask lint`: the format check and clippy with warnings as errors.
+pub fn lint(root: &Path) -> anyhow::Result<()> {
+    let mut stages = Stages::new(root);
+    stages.lint();
+    stages.finish()
+}
+
+/// `cargo xtask ci`: the lints, then the same test suite as `cargo xtask test`.
 ///
 /// Every stage runs even when an earlier one failed, so one CI run reports all problems.
 pub fn ci(root: &Path) -> anyhow::Result<()> {
     let mut stages = Stages::new(root);
-    stages.run_cargo("format", "fmt --all -- --check");
-    stages.run_cargo(
-        "clippy",
-        "clippy --workspace --all-targets --locked -- -D warnings",
-    );
+    stages.lint();
     stages.test_suite(TestProfile::Ci);
     stages.finish()
 }
@@ -96,6 +99,14 @@ impl Stages {
     }
 
     /// The test suite shared by `test` and `ci`.
+    fn lint(&mut self) {
+        self.run_cargo("format", "fmt --all -- --check");
+        self.run_cargo(
+            "clippy",
+            "clippy --workspace --all-targets --locked -- -D warnings",
+        );
+    }
+
     fn test_suite(&mut self, profile: TestProfile) {
         if self.nextest_is_available() {
             let profile_name = profile.nextest_profile_name();
