@@ -1,4 +1,5 @@
-//! The tasks behind `cargo xtask test`, `cargo xtask ci` and `cargo xtask tidy`.
+//! The tasks behind `cargo xtask test`, `cargo xtask ci`, `cargo xtask tidy` and
+//! `cargo xtask fuzz`.
 //!
 //! `test` and `ci` share one definition of the test suite (`Stages::test_suite`), so what a
 //! developer runs locally is exactly what CI runs after its format and lint stages.
@@ -52,6 +53,64 @@ pub fn ci(root: &Path) -> anyhow::Result<()> {
     stages.lint();
     stages.test_suite(TestProfile::Ci);
     stages.finish()
+}
+
+/// How long `cargo xtask fuzz` runs when not told.
+pub const FUZZ_SECONDS_DEFAULT: u64 = 60;
+/// The longest run `cargo xtask fuzz` accepts: a day.
+pub const FUZZ_SECONDS_MAX: u64 = 24 * 60 * 60;
+
+/// Reads the options of `cargo xtask fuzz TARGET`: `--seconds N` or nothing.
+pub fn fuzz_seconds(options: &[&str]) -> anyhow::Result<u64> {
+    match options {
+        [] => Ok(FUZZ_SECONDS_DEFAULT),
+        ["--seconds", value] => {
+            let seconds: u64 = value
+                .parse()
+                .with_context(|| format!("fuzz: --seconds {value:?} is not a whole number"))?;
+            if !(1..=FUZZ_SECONDS_MAX).contains(&seconds) {
+                bail!("fuzz: --seconds ({seconds}) must be in 1..={FUZZ_SECONDS_MAX}");
+            }
+            Ok(seconds)
+        }
+        other => bail!("fuzz: unknown options {other:?} (expected --seconds N)"),
+    }
+}
+
+/// `cargo xtask fuzz TARGET --seconds N`: runs a cargo-fuzz target of `fuzz/` for at most
+/// N seconds, without a sanitizer (`-s none`), which works on stable Rust (the default
+/// address sanitizer needs nightly). libFuzzer's summary (runs executed, crashes) ends the
+/// output; a crash leaves its input in `fuzz/artifacts/TARGET/` and fails the task.
+pub fn fuzz(root: &Path, target: &str, seconds: u64) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let installed = Command::new(&cargo)
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !installed {
+        bail!("fuzz: cargo-fuzz is not installed; run `scripts/setup --fuzz` to install it");
+    }
+    let targets = root.join("fuzz").join("fuzz_targets");
+    if !targets.join(format!("{target}.rs")).is_file() {
+        bail!(
+            "fuzz: no target {target:?}: the targets are the files of {}",
+            targets.display()
+        );
+    }
+    let max_total_time = format!("-max_total_time={seconds}");
+    let arguments = ["fuzz", "run", target, "-s", "none", "--", &max_total_time];
+    println!("xtask: ==> cargo {}", arguments.join(" "));
+    let status = Command::new(&cargo)
+        .args(arguments)
+        .current_dir(root)
+        .status()
+        .context("fuzz: cannot start cargo fuzz")?;
+    if !status.success() {
+        bail!("fuzz: {target} failed ({status}); a crashing input is in fuzz/artifacts/{target}/");
+    }
+    Ok(())
 }
 
 /// `cargo xtask tidy`: prints every tidy violation as `path:line: problem`.
@@ -176,5 +235,28 @@ impl Stages {
             bail!("failed stages: {}", failed.join(", "));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuzz_options_take_seconds_within_bounds() {
+        // Checks the options of `cargo xtask fuzz`: the default, a valid --seconds, and
+        // each refusal naming what was wrong.
+        assert_eq!(fuzz_seconds(&[]).unwrap(), FUZZ_SECONDS_DEFAULT);
+        assert_eq!(fuzz_seconds(&["--seconds", "300"]).unwrap(), 300);
+        let refused: [(&[&str], &str); 4] = [
+            (&["--seconds", "soon"], "not a whole number"),
+            (&["--seconds", "0"], "must be in 1..="),
+            (&["--seconds", "90000"], "must be in 1..="),
+            (&["--runs", "5"], "unknown options"),
+        ];
+        for (options, expected) in refused {
+            let error = fuzz_seconds(options).unwrap_err().to_string();
+            assert!(error.contains(expected), "{options:?}: {error}");
+        }
     }
 }

@@ -7,6 +7,12 @@
 //! therefore linearizable. A fraction of operations end as info: they take effect (or not,
 //! at random) at a point after their invoke that may lie past their info line, and their
 //! worker continues under a new process id, as in Jepsen.
+//!
+//! With `process_lag_ns_max > 0`, every process's recorded times are shifted later by its
+//! own random lag (as if its clock, or the replica it talks to, lagged). Each process's
+//! order is kept and the model still applied operations in one order that respects it, so
+//! the history is sequentially consistent by construction, but reads across processes now
+//! break real time: it is, in general, not linearizable.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,22 +30,40 @@ pub struct Shape {
     pub values: u64,
     /// The fraction of operations that end as info.
     pub info_rate: f64,
+    /// Each process's times are shifted by a lag drawn from `0..=process_lag_ns_max` (0: the
+    /// history is linearizable; more: sequentially consistent only).
+    pub process_lag_ns_max: u64,
     pub seed: u64,
 }
 
-/// The named shapes of the benchmark (docs/consistency.md, "Performance").
-pub const SHAPE_NAMES: [&str; 4] = ["many-keys", "hot-10", "hot-20", "hot-50"];
+/// The named shapes of the benchmarks (docs/consistency.md, "Generated histories").
+pub const SHAPE_NAMES: [&str; 5] = ["many-keys", "hot-10", "hot-20", "hot-50", "sequential"];
 
 impl Shape {
     /// A named shape: `many-keys` (100,000 operations, 1,000 keys, 50 processes),
     /// `hot-10` and `hot-20` (10,000 operations on one key from 10 or 20 processes),
     /// `hot-50` (20,000 operations on one key from 50 processes); 1% info, values 0..5.
+    /// `sequential`: 5,000 operations on 8 keys from 8 processes, each lagging by up to
+    /// 5 µs, values drawn from 0..2^40 (unique in practice, as Jepsen's and Elle's
+    /// workloads make them), no info: sequentially consistent but not linearizable, so
+    /// only the search over all keys together decides it.
     pub fn named(name: &str, seed: u64) -> Option<Shape> {
         let (operations, keys, processes) = match name {
             "many-keys" => (100_000, 1_000, 50),
             "hot-10" => (10_000, 1, 10),
             "hot-20" => (10_000, 1, 20),
             "hot-50" => (20_000, 1, 50),
+            "sequential" => {
+                return Some(Shape {
+                    operations: 5_000,
+                    keys: 8,
+                    processes: 8,
+                    values: 1 << 40,
+                    info_rate: 0.0,
+                    process_lag_ns_max: 5_000,
+                    seed,
+                });
+            }
             _ => return None,
         };
         Some(Shape {
@@ -48,6 +72,7 @@ impl Shape {
             processes,
             values: 5,
             info_rate: 0.01,
+            process_lag_ns_max: 0,
             seed,
         })
     }
@@ -128,7 +153,23 @@ fn plan(shape: &Shape) -> Vec<Planned> {
             process_of[worker] += processes as u64;
         }
     }
+    if shape.process_lag_ns_max > 0 {
+        lag_processes(&mut planned, shape.process_lag_ns_max, &mut prng);
+    }
     planned
+}
+
+/// Shifts each process's recorded times by its own lag; effect points stay, so the model's
+/// order (which respects every process's order) is unchanged.
+fn lag_processes(planned: &mut [Planned], lag_ns_max: u64, prng: &mut Prng) {
+    let mut lags: BTreeMap<u64, u64> = BTreeMap::new();
+    for operation in planned.iter_mut() {
+        let lag = *lags
+            .entry(operation.process)
+            .or_insert_with(|| prng.below(lag_ns_max + 1));
+        operation.invoke += lag;
+        operation.complete += lag;
+    }
 }
 
 fn apply_model(planned: &mut [Planned]) {

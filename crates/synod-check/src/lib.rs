@@ -5,8 +5,12 @@
 //!
 //! - linearizability, per key (P-compositionality), keys in parallel, with a
 //!   just-in-time Wing-Gong-Lowe search (`linear`);
-//! - sequential consistency, per key (`sequential`);
-//! - the session guarantees of every process (`session`);
+//! - sequential consistency of the whole history, all keys together (`sequential`, with
+//!   the search in `interleave`), after two fast paths: a key whose own operations cannot
+//!   be ordered, and a history whose every key is linearizable;
+//! - the session guarantees of every process (`session`), deciding reads of values written
+//!   more than once by the key's sequential order or a search, or saying they are
+//!   undecided;
 //! - lost acknowledged writes, given final reads (`lost`).
 //!
 //! A violation comes with the key, the smallest window of operations that cannot be
@@ -24,12 +28,14 @@
 pub mod generate;
 pub mod history;
 pub mod html;
+mod interleave;
 mod linear;
 pub mod linearizable;
 pub mod lost;
 mod problem;
 pub mod report;
 pub mod sequential;
+mod sequential_core;
 pub mod session;
 mod table;
 
@@ -74,6 +80,15 @@ pub struct CheckOptions<'a> {
     pub memory_bytes_max: usize,
     /// Worker threads for the per-key searches (at least 1).
     pub threads: usize,
+    /// The time budget of the whole-history sequential-consistency search, in nanoseconds
+    /// of `clock_nanos`; when it runs out the model is unknown.
+    pub sequential_timeout_nanos: Option<u64>,
+    /// The most configurations that search may expand (a budget that does not depend on
+    /// the machine's speed).
+    pub sequential_nodes_max: u64,
+    /// The most steps the session check spends deciding one key's reads of values written
+    /// more than once; beyond it the guarantees involved are undecided for that key.
+    pub session_steps_max: u64,
 }
 
 fn no_clock() -> u64 {
@@ -83,6 +98,9 @@ fn no_clock() -> u64 {
 /// The default memory limit of all searches together: 3 GiB.
 pub const MEMORY_BYTES_MAX_DEFAULT: usize = 3 << 30;
 
+/// The default configuration budget of the whole-history sequential search.
+pub const SEQUENTIAL_NODES_MAX_DEFAULT: u64 = 1 << 26;
+
 impl Default for CheckOptions<'_> {
     fn default() -> Self {
         CheckOptions {
@@ -91,6 +109,9 @@ impl Default for CheckOptions<'_> {
             clock_nanos: &no_clock,
             memory_bytes_max: MEMORY_BYTES_MAX_DEFAULT,
             threads: 1,
+            sequential_timeout_nanos: None,
+            sequential_nodes_max: SEQUENTIAL_NODES_MAX_DEFAULT,
+            session_steps_max: session::STEPS_MAX_DEFAULT,
         }
     }
 }
@@ -111,16 +132,38 @@ pub fn check(history: &History, options: &CheckOptions) -> Report {
             should_stop: &should_stop,
             memory_bytes_max: memory_per_key,
         };
-        check_one_key(history, key, options.models, &limits)
+        check_one_key(history, key, options, &limits)
     });
-    report::assemble(history, options.models, per_key)
+    let sequential = options.models.sequential.then(|| {
+        let started = (options.clock_nanos)();
+        let should_stop = || {
+            options
+                .sequential_timeout_nanos
+                .is_some_and(|budget| (options.clock_nanos)().saturating_sub(started) > budget)
+        };
+        let budget = interleave::Budget {
+            should_stop: &should_stop,
+            memory_bytes_max: options.memory_bytes_max,
+            nodes_max: options.sequential_nodes_max,
+        };
+        sequential::check_history(history, &keys, &per_key, &budget)
+    });
+    report::assemble(history, options.models, per_key, sequential)
 }
 
-/// Everything checked about one key.
+/// Everything checked about one key. Some results are kept even when their model was not
+/// selected: the whole-history sequential check and the session check use them.
 #[derive(Debug, Clone)]
 pub(crate) struct KeyResults {
+    /// The key's linearizability, when that model is selected.
     pub linearizable: Option<KeyLinearizability>,
+    /// Whether the key is known to be linearizable.
+    pub is_linearizable: bool,
+    /// Sequential consistency of the key's own operations.
     pub sequential: Option<sequential::KeySequential>,
+    /// When that search found an order: the operations (indices into
+    /// `History::operations`) that took effect, in that order.
+    pub sequential_order: Option<Vec<u32>>,
     pub session: Option<session::KeySession>,
     pub lost_writes: Option<Option<Vec<lost::LostWrite>>>,
 }
@@ -128,20 +171,43 @@ pub(crate) struct KeyResults {
 fn check_one_key(
     history: &History,
     key: &KeyHistory,
-    models: Models,
+    options: &CheckOptions,
     limits: &Limits,
 ) -> KeyResults {
-    let linearizable = (models.linearizable || models.sequential)
+    let models = options.models;
+    // The session check needs the key's order only for reads of values written more
+    // than once.
+    let session_needs_order = models.session && session::has_ambiguous_reads(history, key);
+    let needs_order = models.sequential || session_needs_order;
+    let linearizable = models
+        .linearizable
         .then(|| linearizable::check_key(history, key, limits));
-    let sequential = models.sequential.then(|| match &linearizable {
+    let is_linearizable = match &linearizable {
+        Some(verdict) => *verdict == KeyLinearizability::Valid,
+        None => needs_order && linearizable::is_linearizable(history, key, limits) == Some(true),
+    };
+    let (sequential, sequential_order) = match (needs_order, is_linearizable) {
+        (false, _) => (None, None),
         // Linearizability implies sequential consistency.
-        Some(KeyLinearizability::Valid) => sequential::KeySequential::Valid,
-        _ => sequential::check_key(history, key, limits),
-    });
+        (true, true) => (Some(sequential::KeySequential::Valid), None),
+        (true, false) => {
+            let (verdict, order) = sequential::check_key(history, key, limits);
+            (Some(verdict), order)
+        }
+    };
+    let key_is_sequential = matches!(sequential, Some(sequential::KeySequential::Valid));
     KeyResults {
-        linearizable: linearizable.filter(|_| models.linearizable),
+        linearizable,
+        is_linearizable,
         sequential,
-        session: models.session.then(|| session::check_key(history, key)),
+        sequential_order,
+        session: models.session.then(|| {
+            let budget = session::Budget {
+                steps_max: options.session_steps_max,
+                should_stop: limits.should_stop,
+            };
+            session::check_key(history, key, key_is_sequential, &budget)
+        }),
         lost_writes: models.lost_writes.then(|| lost::check_key(history, key)),
     }
 }

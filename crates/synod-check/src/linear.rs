@@ -33,7 +33,7 @@ use crate::table::WordSet;
 /// What stops a search before it decides.
 pub struct Limits<'a> {
     /// Called often; returning true stops the search with `StopReason::Timeout`.
-    pub should_stop: &'a dyn Fn() -> bool,
+    pub should_stop: &'a (dyn Fn() -> bool + Sync),
     /// The most bytes the search's tables may hold.
     pub memory_bytes_max: usize,
 }

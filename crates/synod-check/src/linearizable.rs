@@ -83,6 +83,25 @@ pub fn check_key(history: &History, key: &KeyHistory, limits: &Limits) -> KeyLin
     }
 }
 
+/// The most search nodes `is_linearizable` spends.
+const VERDICT_NODES_MAX: u64 = 1 << 22;
+
+/// Whether the key is linearizable, by the search alone (no counterexample is built), within
+/// a node budget; `None` when the search stops first. For the fast paths of other models,
+/// which only need to know that a key is linearizable.
+pub(crate) fn is_linearizable(
+    history: &History,
+    key: &KeyHistory,
+    limits: &Limits,
+) -> Option<bool> {
+    let problem = Problem::whole(history, key);
+    match Search::new(&problem).run(limits, Some(VERDICT_NODES_MAX)) {
+        SearchOutcome::Valid => Some(true),
+        SearchOutcome::Violation { .. } => Some(false),
+        SearchOutcome::Unknown(_) | SearchOutcome::Paused { .. } => None,
+    }
+}
+
 /// Searches relaxed windows that end at the first return at or after `deepest_event`;
 /// returns the operation that fails in one and the window's start (a key event index).
 fn probe(

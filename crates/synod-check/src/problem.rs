@@ -25,6 +25,16 @@ pub enum Effect {
     Cas(u32, u32),
 }
 
+impl Effect {
+    /// Whether the effect requires the state to be `value` (a read or cas of it).
+    pub fn needs(self, value: u32) -> bool {
+        match self {
+            Effect::Read(wanted) | Effect::Cas(wanted, _) => wanted == value,
+            Effect::Blind(_) => false,
+        }
+    }
+}
+
 /// One operation of a problem.
 #[derive(Debug, Clone, Copy)]
 pub struct ProblemOperation {

@@ -7,8 +7,10 @@ use serde::Serialize;
 use crate::history::History;
 use crate::linearizable::{KeyLinearizability, LinearViolation};
 use crate::lost::LostWrite;
-use crate::sequential::{KeySequential, SequentialViolation};
-use crate::session::{Guarantee, SessionViolation};
+use crate::sequential::{
+    HistorySequential, KeySequential, SequentialMethod, SequentialScope, SequentialViolation,
+};
+use crate::session::{Ambiguity, Guarantee, SessionUndecided, SessionViolation};
 use crate::{KeyResults, Models};
 
 /// A model's verdict. `Unknown` is never counted as valid.
@@ -48,12 +50,19 @@ pub struct LinearizableReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct SequentialReport {
     pub verdict: Verdict,
-    /// Sequential consistency is checked per key: a history is reported valid when every
-    /// key's operations are sequentially consistent.
+    /// Always "whole history": one order of every key's operations together.
     pub scope: &'static str,
+    pub method: SequentialMethod,
+    /// Keys whose own operations have a sequential order.
     pub keys_valid: usize,
     pub violations: Vec<SequentialViolation>,
-    pub unknown: Vec<KeyUnknown>,
+    /// Keys whose own search stopped before deciding (the whole-history search, when it
+    /// runs, decides regardless).
+    pub keys_unknown: Vec<KeyUnknown>,
+    /// Why the whole-history search stopped before deciding.
+    pub unknown_reason: Option<String>,
+    /// Configurations the whole-history search expanded (0 when it did not run).
+    pub search_nodes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,14 +70,24 @@ pub struct GuaranteeReport {
     pub guarantee: Guarantee,
     pub verdict: Verdict,
     pub violations: Vec<SessionViolation>,
+    /// Keys on which this guarantee could not be decided.
+    pub undecided: Vec<SessionUndecided>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionReport {
     pub verdict: Verdict,
     pub guarantees: Vec<GuaranteeReport>,
-    /// Reads not used because their value was written more than once to their key.
-    pub reads_skipped: usize,
+    /// Ok reads and cas whose value was written more than once to their key.
+    pub reads_ambiguous: usize,
+    /// Keys with such reads decided by the key's sequential order.
+    pub keys_decided_by_order: usize,
+    /// Keys with such reads decided by ruling out versions and searching.
+    pub keys_decided_by_search: usize,
+    /// Keys with such reads left undecided (the search ran out of budget).
+    pub keys_undecided: usize,
+    /// Ok reads and cas of a value no operation wrote (they constrain no version order).
+    pub reads_unwritten: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,7 +121,12 @@ fn verdict_of(violations: usize, unknown: usize) -> Verdict {
     }
 }
 
-pub(crate) fn assemble(history: &History, models: Models, results: Vec<KeyResults>) -> Report {
+pub(crate) fn assemble(
+    history: &History,
+    models: Models,
+    results: Vec<KeyResults>,
+    history_sequential: Option<HistorySequential>,
+) -> Report {
     let key_name = |index: usize| history.keys[index].clone();
     let mut linearizable = LinearizableReport {
         verdict: Verdict::Valid,
@@ -110,22 +134,25 @@ pub(crate) fn assemble(history: &History, models: Models, results: Vec<KeyResult
         violations: Vec::new(),
         unknown: Vec::new(),
     };
-    let mut sequential = SequentialReport {
-        verdict: Verdict::Valid,
-        scope: "per key",
-        keys_valid: 0,
-        violations: Vec::new(),
-        unknown: Vec::new(),
-    };
+    let mut sequential = sequential_report(history_sequential);
     let mut guarantees: Vec<GuaranteeReport> = Guarantee::ALL
         .iter()
         .map(|&guarantee| GuaranteeReport {
             guarantee,
             verdict: Verdict::Valid,
             violations: Vec::new(),
+            undecided: Vec::new(),
         })
         .collect();
-    let mut reads_skipped = 0;
+    let mut session = SessionReport {
+        verdict: Verdict::Valid,
+        guarantees: Vec::new(),
+        reads_ambiguous: 0,
+        keys_decided_by_order: 0,
+        keys_decided_by_search: 0,
+        keys_undecided: 0,
+        reads_unwritten: 0,
+    };
     let mut lost = LostWritesReport {
         verdict: Verdict::Valid,
         keys_checked: 0,
@@ -146,22 +173,15 @@ pub(crate) fn assemble(history: &History, models: Models, results: Vec<KeyResult
         }
         match result.sequential {
             Some(KeySequential::Valid) => sequential.keys_valid += 1,
-            Some(KeySequential::Violation(violation)) => sequential.violations.push(*violation),
+            // Counted through the whole-history verdict, which lists them.
+            Some(KeySequential::Violation(_)) | None => {}
             Some(KeySequential::Unknown { reason }) => {
                 let key = key_name(index);
-                sequential.unknown.push(KeyUnknown { key, reason });
+                sequential.keys_unknown.push(KeyUnknown { key, reason });
             }
-            None => {}
         }
-        if let Some(session) = result.session {
-            reads_skipped += session.reads_skipped_count;
-            if let Some(violation) = session.violation {
-                let position = Guarantee::ALL
-                    .iter()
-                    .position(|&guarantee| guarantee == violation.guarantee)
-                    .expect("every guarantee is listed");
-                guarantees[position].violations.push(violation);
-            }
+        if let Some(key_session) = result.session {
+            add_key_session(&mut session, &mut guarantees, key_session);
         }
         match result.lost_writes {
             Some(Some(lost_writes)) => {
@@ -173,16 +193,15 @@ pub(crate) fn assemble(history: &History, models: Models, results: Vec<KeyResult
         }
     }
     linearizable.verdict = verdict_of(linearizable.violations.len(), linearizable.unknown.len());
-    sequential.verdict = verdict_of(sequential.violations.len(), sequential.unknown.len());
     for guarantee in &mut guarantees {
-        guarantee.verdict = verdict_of(guarantee.violations.len(), 0);
+        guarantee.verdict = verdict_of(guarantee.violations.len(), guarantee.undecided.len());
     }
-    let session_violations: usize = guarantees.iter().map(|g| g.violations.len()).sum();
-    let session = SessionReport {
-        verdict: verdict_of(session_violations, 0),
-        guarantees,
-        reads_skipped,
-    };
+    session.verdict = guarantees
+        .iter()
+        .map(|guarantee| guarantee.verdict)
+        .max()
+        .unwrap_or(Verdict::Valid);
+    session.guarantees = guarantees;
     lost.verdict = verdict_of(lost.lost.len(), 0);
     let mut report = Report {
         verdict: Verdict::Valid,
@@ -201,6 +220,59 @@ pub(crate) fn assemble(history: &History, models: Models, results: Vec<KeyResult
         .max()
         .unwrap_or(Verdict::Valid);
     report
+}
+
+fn sequential_report(history_sequential: Option<HistorySequential>) -> SequentialReport {
+    let decided = history_sequential.unwrap_or(HistorySequential {
+        verdict: Verdict::Valid,
+        method: SequentialMethod::EveryKeyLinearizable,
+        violations: Vec::new(),
+        unknown_reason: None,
+        search_nodes: 0,
+    });
+    SequentialReport {
+        verdict: decided.verdict,
+        scope: "whole history",
+        method: decided.method,
+        keys_valid: 0,
+        violations: decided.violations,
+        keys_unknown: Vec::new(),
+        unknown_reason: decided.unknown_reason,
+        search_nodes: decided.search_nodes,
+    }
+}
+
+fn add_key_session(
+    session: &mut SessionReport,
+    guarantees: &mut [GuaranteeReport],
+    key_session: crate::session::KeySession,
+) {
+    session.reads_ambiguous += key_session.reads_ambiguous_count;
+    session.reads_unwritten += key_session.reads_unwritten_count;
+    match key_session.ambiguity {
+        Ambiguity::None => {}
+        Ambiguity::KeyOrder => session.keys_decided_by_order += 1,
+        Ambiguity::Searched => session.keys_decided_by_search += 1,
+        Ambiguity::Undecided => session.keys_undecided += 1,
+    }
+    let position_of = |wanted: Guarantee| {
+        Guarantee::ALL
+            .iter()
+            .position(|&guarantee| guarantee == wanted)
+            .expect("every guarantee is listed")
+    };
+    if let Some(violation) = key_session.violation {
+        guarantees[position_of(violation.guarantee)]
+            .violations
+            .push(violation);
+    }
+    if let Some(undecided) = key_session.undecided {
+        for &guarantee in &undecided.guarantees {
+            guarantees[position_of(guarantee)]
+                .undecided
+                .push(undecided.clone());
+        }
+    }
 }
 
 impl Report {
@@ -244,11 +316,7 @@ impl Report {
             write_unknown(&mut out, "linearizable", &model.unknown);
         }
         if let Some(model) = &self.sequential {
-            for violation in &model.violations {
-                let _ = writeln!(out, "\nsequential: key {:?}", violation.key);
-                let _ = writeln!(out, "  {}", violation.explanation);
-            }
-            write_unknown(&mut out, "sequential", &model.unknown);
+            write_sequential(&mut out, model);
         }
         if let Some(model) = &self.session {
             for guarantee in &model.guarantees {
@@ -261,15 +329,15 @@ impl Report {
                 for violation in &guarantee.violations {
                     let _ = writeln!(out, "    {}", violation.explanation);
                 }
+                for undecided in &guarantee.undecided {
+                    let _ = writeln!(
+                        out,
+                        "    undecided on key {:?}: {}",
+                        undecided.key, undecided.reason
+                    );
+                }
             }
-            if model.reads_skipped > 0 {
-                let _ = writeln!(
-                    out,
-                    "  ({} reads not used by the session checks: their value was written more \
-                     than once to their key)",
-                    model.reads_skipped
-                );
-            }
+            write_session_notes(&mut out, model);
         }
         if let Some(model) = &self.lost_writes {
             let _ = writeln!(
@@ -282,6 +350,46 @@ impl Report {
             }
         }
         out
+    }
+}
+
+fn write_sequential(out: &mut String, model: &SequentialReport) {
+    for violation in &model.violations {
+        let what = match violation.scope {
+            SequentialScope::Key => format!("key {:?}", violation.keys[0]),
+            SequentialScope::History => format!("keys {:?} together", violation.keys),
+        };
+        let _ = writeln!(out, "\nsequential: {what}");
+        let _ = writeln!(out, "  {}", violation.explanation);
+    }
+    if let Some(reason) = &model.unknown_reason {
+        let _ = writeln!(
+            out,
+            "\nsequential: the whole-history search is unknown: {reason} (the keys are \
+             each sequentially consistent on their own; no violation was found)"
+        );
+    }
+}
+
+fn write_session_notes(out: &mut String, model: &SessionReport) {
+    if model.reads_ambiguous > 0 {
+        let _ = writeln!(
+            out,
+            "  ({} reads returned values written more than once: {} keys decided by the \
+             key's sequential order, {} by search, {} undecided)",
+            model.reads_ambiguous,
+            model.keys_decided_by_order,
+            model.keys_decided_by_search,
+            model.keys_undecided
+        );
+    }
+    if model.reads_unwritten > 0 {
+        let _ = writeln!(
+            out,
+            "  ({} reads returned values no operation wrote: they name no version and are \
+             judged by linearizability and sequential consistency only)",
+            model.reads_unwritten
+        );
     }
 }
 

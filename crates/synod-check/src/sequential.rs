@@ -1,20 +1,32 @@
-//! Sequential consistency of one key: one order of all operations that respects each
-//! process's own order (real time is not respected across processes).
+//! Sequential consistency: one order of all operations, of all keys, that respects each
+//! process's own order (real time is not respected across processes) and in which every
+//! read returns the latest write of its key.
 //!
-//! Linearizability implies sequential consistency, so the caller runs this search only for
-//! keys that are not known to be linearizable. The search is depth-first over
-//! (position in each process's operations, register value), memoized, with reads placed
-//! greedily like the linearizability search. Info operations are each their process's
-//! last operation; they may be applied or left out.
+//! Sequential consistency is not compositional, so the whole history is searched as one
+//! problem (`interleave`). Two fast paths avoid that search: a key whose own operations
+//! cannot be ordered makes the whole history fail (each key is checked on its own, in
+//! parallel, and only when it is not linearizable), and a history whose every key is
+//! linearizable is sequentially consistent (linearizability is compositional, and a
+//! process's order is part of real-time order since it runs one operation at a time).
+//!
+//! A violation is shrunk before it is explained: operations are relaxed (a read dropped, a
+//! write made optional), first a process at a time, then one by one, and a relaxation is
+//! kept when the rest still has no order. What remains is a small core, explained as a
+//! cycle of "must come before" steps when one can be read off it.
+
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::KeyResults;
 use crate::history::History;
-use crate::linear::{Limits, StopReason};
-use crate::problem::{Effect, JUNK, KeyHistory, Problem};
-use crate::table::WordSet;
+use crate::interleave::{Budget, Interleaving, Outcome, search};
+use crate::linear::Limits;
+use crate::problem::KeyHistory;
+use crate::report::Verdict;
+use crate::sequential_core::{explain, minimize};
 
-/// Sequential consistency of one key.
+/// Sequential consistency of one key's own operations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySequential {
     Valid,
@@ -22,188 +34,188 @@ pub enum KeySequential {
     Unknown { reason: String },
 }
 
-/// A key no interleaving of whose processes explains the reads.
+/// Whether a violation lies in one key's operations or only in the keys together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SequentialScope {
+    /// The key's own operations cannot be ordered: the whole history cannot be either.
+    Key,
+    /// Every key can be ordered on its own, but no one order serves them all.
+    History,
+}
+
+/// Operations no order of which respects every process's order and every read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SequentialViolation {
-    pub key: String,
-    /// Indices into `History::operations` of the operations each process was stuck on in
-    /// the interleaving that got furthest.
-    pub blocked: Vec<usize>,
+    pub scope: SequentialScope,
+    /// The keys of the smallest conflicting set of operations found.
+    pub keys: Vec<String>,
+    /// The processes whose orders conflict.
+    pub processes: Vec<u64>,
+    /// Indices into `History::operations` of that set, in real-time order of invokes.
+    pub operations: Vec<usize>,
     pub explanation: String,
 }
 
-const NODES_PER_LIMIT_CHECK: u64 = 1024;
-
-struct Processes {
-    /// Per process, its operations (indices into the problem) in its order.
-    sequences: Vec<Vec<u32>>,
+/// How the whole-history verdict was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SequentialMethod {
+    /// Every key is linearizable, hence the history is sequentially consistent.
+    EveryKeyLinearizable,
+    /// Every key's own order, merged with every process's order, is one valid order.
+    MergedKeyOrders,
+    /// Some key's own operations cannot be ordered.
+    KeyViolation,
+    /// A search over all keys together.
+    Search,
 }
 
-/// Checks one key for sequential consistency.
-pub fn check_key(history: &History, key: &KeyHistory, limits: &Limits) -> KeySequential {
-    let problem = Problem::whole(history, key);
-    let processes = group_by_process(history, &problem);
-    let count = processes.sequences.len();
-    let width = count.div_ceil(2) + 1;
-    let mut visited = WordSet::new(width);
-    let mut stack: Vec<u64> = Vec::new();
-    let mut row = vec![0u64; width];
-    row[width - 1] = u64::from(problem.initial_states[0]);
-    close_reads(&problem, &processes, &mut row);
-    visited.insert(&row);
-    stack.extend_from_slice(&row);
-    let mut deepest = row.clone();
-    let mut deepest_placed = 0usize;
-    let mut nodes_count = 0u64;
-    while !stack.is_empty() {
-        let start = stack.len() - width;
-        row.copy_from_slice(&stack[start..]);
-        stack.truncate(start);
-        nodes_count += 1;
-        if nodes_count.is_multiple_of(NODES_PER_LIMIT_CHECK) {
-            if (limits.should_stop)() {
-                return unknown(StopReason::Timeout);
-            }
-            let bytes = visited.bytes() + stack.capacity() * 8;
-            if bytes > limits.memory_bytes_max {
-                return unknown(StopReason::Memory { bytes });
-            }
-        }
-        if is_complete(&problem, &processes, &row) {
-            return KeySequential::Valid;
-        }
-        let placed: usize = (0..count).map(|process| position(&row, process)).sum();
-        if placed > deepest_placed {
-            deepest_placed = placed;
-            deepest.copy_from_slice(&row);
-        }
-        for process in 0..count {
-            let Some(operation) = head(&processes, &row, process) else {
-                continue;
-            };
-            let state = row[width - 1] as u32;
-            let new_state = match problem.operations[operation as usize].effect {
-                Effect::Blind(value) => value,
-                Effect::Cas(expected, new) if expected == state => new,
-                Effect::Cas(_, _) | Effect::Read(_) => continue,
-            };
-            let mut child = row.clone();
-            set_position(&mut child, process, position(&row, process) + 1);
-            child[width - 1] = u64::from(new_state);
-            close_reads(&problem, &processes, &mut child);
-            if visited.insert(&child) {
-                stack.extend_from_slice(&child);
-            }
-        }
-    }
-    violation(history, key, &problem, &processes, &deepest)
+/// Sequential consistency of the whole history.
+#[derive(Debug, Clone)]
+pub struct HistorySequential {
+    pub verdict: Verdict,
+    pub method: SequentialMethod,
+    pub violations: Vec<SequentialViolation>,
+    /// Why the whole-history search stopped without a verdict.
+    pub unknown_reason: Option<String>,
+    /// Configurations the whole-history search expanded (0 when it did not run).
+    pub search_nodes: u64,
 }
 
-fn unknown(reason: StopReason) -> KeySequential {
-    KeySequential::Unknown {
-        reason: reason.describe(),
-    }
-}
-
-fn group_by_process(history: &History, problem: &Problem) -> Processes {
-    let mut by_process: std::collections::BTreeMap<u64, Vec<u32>> = Default::default();
-    for event in problem.events.iter().filter(|event| !event.is_return) {
-        let source = problem.operations[event.operation as usize].source;
-        let process = history.operations[source as usize].process;
-        by_process.entry(process).or_default().push(event.operation);
-    }
-    Processes {
-        sequences: by_process.into_values().collect(),
-    }
-}
-
-fn position(row: &[u64], process: usize) -> usize {
-    ((row[process / 2] >> (32 * (process % 2))) & 0xFFFF_FFFF) as usize
-}
-
-fn set_position(row: &mut [u64], process: usize, value: usize) {
-    let shift = 32 * (process % 2);
-    let word = &mut row[process / 2];
-    *word = (*word & !(0xFFFF_FFFF << shift)) | ((value as u64) << shift);
-}
-
-fn head(processes: &Processes, row: &[u64], process: usize) -> Option<u32> {
-    processes.sequences[process]
-        .get(position(row, process))
-        .copied()
-}
-
-/// Places every read at a process's head whose value is the state, until none is left.
-fn close_reads(problem: &Problem, processes: &Processes, row: &mut [u64]) {
-    let state = row[row.len() - 1] as u32;
-    for process in 0..processes.sequences.len() {
-        while let Some(operation) = head(processes, row, process) {
-            match problem.operations[operation as usize].effect {
-                Effect::Read(value) if value == state => {
-                    set_position(row, process, position(row, process) + 1);
-                }
-                _ => break,
-            }
-        }
-    }
-}
-
-/// Complete when every process has placed all operations except, possibly, a last
-/// optional (info) one, which may never have happened.
-fn is_complete(problem: &Problem, processes: &Processes, row: &[u64]) -> bool {
-    (0..processes.sequences.len()).all(|process| match head(processes, row, process) {
-        None => true,
-        Some(operation) => {
-            problem.operations[operation as usize].optional
-                && position(row, process) + 1 == processes.sequences[process].len()
-        }
-    })
-}
-
-fn violation(
+/// Checks one key's own operations. When they have an order, also returns it: the
+/// operations that took effect (indices into `History::operations`), in order.
+pub(crate) fn check_key(
     history: &History,
     key: &KeyHistory,
-    problem: &Problem,
-    processes: &Processes,
-    deepest: &[u64],
-) -> KeySequential {
-    let key_name = history.keys[key.key as usize].clone();
-    let state = deepest[deepest.len() - 1] as u32;
-    let held = if state == JUNK {
-        "a value no read returns".to_string()
-    } else {
-        problem.values[state as usize].to_string()
+    limits: &Limits,
+) -> (KeySequential, Option<Vec<u32>>) {
+    let budget = Budget {
+        should_stop: limits.should_stop,
+        memory_bytes_max: limits.memory_bytes_max,
+        nodes_max: u64::MAX,
     };
-    let mut blocked = Vec::new();
-    let mut lines = Vec::new();
-    for process in 0..processes.sequences.len() {
-        let Some(operation) = head(processes, deepest, process) else {
-            continue;
-        };
-        let problem_operation = &problem.operations[operation as usize];
-        if problem_operation.optional {
-            continue;
+    let keys = [key];
+    let problem = Interleaving::build(history, &keys, &BTreeSet::new());
+    match search(&problem, &budget).0 {
+        Outcome::Valid { order } => {
+            let sources = order
+                .iter()
+                .map(|&step| problem.steps[step as usize].source)
+                .collect();
+            (KeySequential::Valid, Some(sources))
         }
-        let source = &history.operations[problem_operation.source as usize];
-        blocked.push(problem_operation.source as usize);
-        lines.push(format!(
-            "process {} waits to {} (line {})",
-            source.process, source.call, source.invoke_line
-        ));
+        Outcome::Unknown(stop) => {
+            let reason = stop.describe("--timeout");
+            (KeySequential::Unknown { reason }, None)
+        }
+        Outcome::Violation { deepest } => {
+            let core = minimize(history, &keys, problem, deepest, &budget);
+            let violation = explain(history, &core, SequentialScope::Key);
+            (KeySequential::Violation(Box::new(violation)), None)
+        }
     }
-    let total: usize = processes.sequences.iter().map(Vec::len).sum();
-    let placed: usize = (0..processes.sequences.len())
-        .map(|process| position(deepest, process))
-        .sum();
-    let explanation = format!(
-        "no interleaving of the processes' operations on key {key_name:?} explains every read, \
-         even ignoring real time. The furthest one places {placed} of {total} operations and \
-         leaves the key holding {held}; there {}.",
-        lines.join("; ")
-    );
-    KeySequential::Violation(Box::new(SequentialViolation {
-        key: key_name,
-        blocked,
-        explanation,
-    }))
+}
+
+/// Checks the whole history, given every key's own results (`results[i]` is `keys[i]`'s).
+pub(crate) fn check_history(
+    history: &History,
+    keys: &[KeyHistory],
+    results: &[KeyResults],
+    budget: &Budget,
+) -> HistorySequential {
+    let violations: Vec<SequentialViolation> = results
+        .iter()
+        .filter_map(|result| match &result.sequential {
+            Some(KeySequential::Violation(violation)) => Some((**violation).clone()),
+            _ => None,
+        })
+        .collect();
+    let mut decided = HistorySequential {
+        verdict: Verdict::Violation,
+        method: SequentialMethod::KeyViolation,
+        violations,
+        unknown_reason: None,
+        search_nodes: 0,
+    };
+    if !decided.violations.is_empty() {
+        return decided;
+    }
+    decided.verdict = Verdict::Valid;
+    if results.iter().all(|result| result.is_linearizable) {
+        decided.method = SequentialMethod::EveryKeyLinearizable;
+        return decided;
+    }
+    let key_list: Vec<&KeyHistory> = keys.iter().collect();
+    let mut problem = Interleaving::build(history, &key_list, &BTreeSet::new());
+    let orders: Vec<Option<Vec<u32>>> = results
+        .iter()
+        .map(|result| result.sequential_order.clone())
+        .collect();
+    if merge_key_orders(history, &mut problem, &orders) {
+        decided.method = SequentialMethod::MergedKeyOrders;
+        return decided;
+    }
+    decided.method = SequentialMethod::Search;
+    let (outcome, nodes_count) = search(&problem, budget);
+    decided.search_nodes = nodes_count;
+    match outcome {
+        Outcome::Valid { .. } => {}
+        Outcome::Unknown(stop) => {
+            decided.verdict = Verdict::Unknown;
+            decided.unknown_reason = Some(stop.describe("--sequential-timeout"));
+        }
+        Outcome::Violation { deepest } => {
+            decided.verdict = Verdict::Violation;
+            let core = minimize(history, &key_list, problem, deepest, budget);
+            let violation = explain(history, &core, SequentialScope::History);
+            decided.violations.push(violation);
+        }
+    }
+    decided
+}
+
+/// Merges the keys' own orders (from their own searches; a linearizable key has none and
+/// is ordered by real time) with the processes' orders. Returns true when the merged
+/// order is valid for the whole history (checked step by step): then no search is needed.
+/// Otherwise ranks the problem's steps by it, so that the search tries that order first.
+fn merge_key_orders(
+    history: &History,
+    problem: &mut Interleaving,
+    orders: &[Option<Vec<u32>>],
+) -> bool {
+    let mut step_of = vec![u32::MAX; history.operations.len()];
+    for (index, step) in problem.steps.iter().enumerate() {
+        step_of[step.source as usize] = u32::try_from(index).expect("steps fit u32");
+    }
+    let chains: Vec<Vec<u32>> = orders
+        .iter()
+        .flatten()
+        .map(|order| {
+            order
+                .iter()
+                .map(|&source| step_of[source as usize])
+                .filter(|&step| step != u32::MAX)
+                .collect()
+        })
+        .collect();
+    let (merged, _) = problem.merge_orders(&chains);
+    let mut took_effect = vec![false; problem.steps.len()];
+    for &step in chains.iter().flatten() {
+        took_effect[step as usize] = true;
+    }
+    let effective: Vec<u32> = merged
+        .iter()
+        .copied()
+        .filter(|&step| took_effect[step as usize] || !problem.steps[step as usize].optional)
+        .collect();
+    if problem.verify(&effective) {
+        return true;
+    }
+    let mut ranks = vec![0u32; problem.steps.len()];
+    for (position, &step) in merged.iter().enumerate() {
+        ranks[step as usize] = u32::try_from(position).expect("steps fit u32");
+    }
+    problem.set_ranks(&ranks);
+    false
 }

@@ -13,6 +13,9 @@ pub struct WordSet {
     words: Vec<u64>,
     /// Open-addressing slots: 0 is empty, otherwise row index + 1.
     slots: Vec<u32>,
+    /// Per slot, the high half of its row's hash: most probes of a different row stop at it
+    /// instead of comparing the rows.
+    fingerprints: Vec<u32>,
     rows_count: usize,
 }
 
@@ -27,11 +30,11 @@ impl WordSet {
             width,
             words: Vec::new(),
             slots: vec![0; 16],
+            fingerprints: vec![0; 16],
             rows_count: 0,
         }
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.rows_count
     }
@@ -43,7 +46,7 @@ impl WordSet {
 
     /// Bytes held, for the memory limit.
     pub fn bytes(&self) -> usize {
-        self.words.capacity() * 8 + self.slots.capacity() * 4
+        self.words.capacity() * 8 + self.slots.capacity() * 4 + self.fingerprints.capacity() * 4
     }
 
     /// Removes every row, keeping a table sized for about as many rows as it held.
@@ -51,6 +54,7 @@ impl WordSet {
         let wanted = (self.rows_count * 2).next_power_of_two().max(16);
         if self.slots.len() > wanted * 4 {
             self.slots = vec![0; wanted];
+            self.fingerprints = vec![0; wanted];
         } else {
             self.slots.fill(0);
         }
@@ -65,7 +69,9 @@ impl WordSet {
             self.grow();
         }
         let mask = self.slots.len() - 1;
-        let mut slot = hash_words(row) as usize & mask;
+        let hash = hash_words(row);
+        let fingerprint = (hash >> 32) as u32;
+        let mut slot = hash as usize & mask;
         loop {
             let entry = self.slots[slot];
             if entry == 0 {
@@ -73,9 +79,10 @@ impl WordSet {
                 self.words.extend_from_slice(row);
                 self.rows_count += 1;
                 self.slots[slot] = u32::try_from(self.rows_count).expect("row count fits u32");
+                self.fingerprints[slot] = fingerprint;
                 return true;
             }
-            if self.row(entry as usize - 1) == row {
+            if self.fingerprints[slot] == fingerprint && self.row(entry as usize - 1) == row {
                 return false;
             }
             slot = (slot + 1) & mask;
@@ -85,13 +92,16 @@ impl WordSet {
     fn grow(&mut self) {
         let capacity = self.slots.len() * 2;
         self.slots = vec![0; capacity];
+        self.fingerprints = vec![0; capacity];
         let mask = capacity - 1;
         for index in 0..self.rows_count {
-            let mut slot = hash_words(self.row(index)) as usize & mask;
+            let hash = hash_words(self.row(index));
+            let mut slot = hash as usize & mask;
             while self.slots[slot] != 0 {
                 slot = (slot + 1) & mask;
             }
             self.slots[slot] = u32::try_from(index + 1).expect("row count fits u32");
+            self.fingerprints[slot] = (hash >> 32) as u32;
         }
     }
 }

@@ -15,6 +15,7 @@ fn generated(seed: u64, operations: usize, keys: usize, processes: usize, values
         processes,
         values,
         info_rate: 0.1,
+        process_lag_ns_max: 0,
         seed,
     };
     parse_history(&generate(&shape), ParseOptions::default()).expect("generated histories parse")

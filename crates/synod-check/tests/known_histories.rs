@@ -332,6 +332,42 @@ fn report_renders_as_text_json_and_html() {
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert!(page.contains("<svg"));
     assert!(page.contains("&lt;7&gt;"));
+    assert!(
+        page.contains("the operation no order can complete"),
+        "legend"
+    );
+    assert!(page.contains("time (ns)"), "axis");
+}
+
+#[test]
+fn a_sequential_violation_renders_as_a_timeline_of_its_keys() {
+    // Checks the page drawn for a whole-history sequential violation: both keys' operations,
+    // labelled with their key, outlined, with the legend and the explanation.
+    let lines = [
+        common::op_on(0, "write", "x", "1", "ok", 0, 10),
+        common::op_on(1, "write", "y", "1", "ok", 0, 10),
+        common::op_on(0, "read", "y", "null", "ok", 20, 30),
+        common::op_on(1, "read", "x", "null", "ok", 20, 30),
+    ];
+    let history = parse_lines(&lines.concat());
+    let report = run(&history);
+    let violation = &report.sequential.as_ref().unwrap().violations[0];
+    let page = html::sequential_timeline(&history, violation);
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(
+        page.contains("x: write 1") && page.contains("y: read -&gt; null"),
+        "{page}"
+    );
+    assert!(page.contains("in the conflict"), "legend");
+    assert!(
+        page.contains("Each key&#39;s") || page.contains("Each key's"),
+        "explanation"
+    );
+    assert_eq!(
+        page.matches("stroke=\"#202020\"").count(),
+        4 + 1,
+        "four outlined + legend"
+    );
 }
 
 fn parse_error(text: &str) -> ParseError {

@@ -16,9 +16,12 @@
 //! Every actor here runs unchanged under the simulator (synod-sim) and on tokio
 //! (synod-runtime). Replicas, storage and client sessions join this tree in later work.
 
+pub mod client;
 pub mod detector_actor;
 pub mod incarnation;
 pub mod membership;
+pub mod raft_storage;
+pub mod replica;
 pub mod supervisor;
 pub mod wal_actor;
 pub mod wire;
@@ -28,6 +31,10 @@ pub use detector_actor::{
     NodeBooted,
 };
 pub use membership::{MembershipMessage, MembershipView};
+pub use raft_storage::{BootReport, RaftStorage, RaftStorageConfig, StorageOutput};
+pub use replica::{
+    CLIENT_PORT, RAFT_PORT, ReplicaActor, ReplicaConfig, ReplicaMessage, ReplicaStats,
+};
 pub use supervisor::{NodeSupervisor, boot_node};
 pub use wal_actor::{WalAccepted, WalActor, WalContents, WalMessage, WalReply};
 pub use wire::{DecodeError, Heartbeat};

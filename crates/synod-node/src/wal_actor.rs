@@ -330,7 +330,8 @@ impl<R: From<WalReply> + Send + 'static> WalActor<R> {
                     let _ = ctx.send(reply, R::from(WalReply::Durable { token, sequence }));
                 }
             }
-            WalOutput::Compacted { .. } => {}
+            // This actor neither compacts nor resets its log; Raft's will.
+            WalOutput::Compacted { .. } | WalOutput::Reset { .. } => {}
             WalOutput::Failed(fatal) => ctx.fail(format!("log: {fatal}")),
         }
     }

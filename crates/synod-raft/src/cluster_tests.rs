@@ -35,7 +35,8 @@ impl Disk {
                 self.entries.retain(|entry| entry.index > last);
             }
             self.snapshot = Some(snapshot.clone());
-        } else if let Some(from) = persist.truncate_from {
+        }
+        if let Some(from) = persist.truncate_from {
             self.entries.retain(|entry| entry.index < from);
         }
         for entry in persist.entries.iter().take(entries_kept) {

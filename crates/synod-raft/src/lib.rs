@@ -52,3 +52,5 @@ pub use types::{
 mod cluster_tests;
 #[cfg(test)]
 mod scenario_tests;
+#[cfg(test)]
+mod unit_tests;

@@ -229,6 +229,10 @@ impl Raft {
     pub fn membership(&self) -> &Membership {
         &self.membership
     }
+    /// The newest snapshot this node holds (taken or installed).
+    pub fn snapshot_meta(&self) -> Option<&crate::types::SnapshotMeta> {
+        self.snapshot.as_ref().map(|snapshot| &snapshot.meta)
+    }
     pub fn stats(&self) -> &RaftStats {
         &self.stats
     }

@@ -49,11 +49,18 @@ impl Raft {
             self.stats.messages_unexpected += 1;
             return;
         }
-        assert_eq!(
-            self.log.term_at(index),
-            Some(snapshot.meta.last_term),
-            "snapshot term disagrees with the log"
-        );
+        match self.log.term_at(index) {
+            // The log moved past the snapshot meanwhile (a snapshot from the leader replaced
+            // it while this one was being written): this one is of no use any more.
+            None => {
+                self.stats.messages_unexpected += 1;
+                return;
+            }
+            Some(term) => assert_eq!(
+                term, snapshot.meta.last_term,
+                "snapshot term disagrees with the log"
+            ),
+        }
         let keep_from = LogIndex(
             index
                 .0
@@ -62,16 +69,19 @@ impl Raft {
         let compact_to = keep_from.max(self.log.base_index()).min(index);
         self.snapshot = Some(snapshot);
         if compact_to > self.log.base_index() {
-            self.log.compact_to(compact_to);
+            // The configuration at the new compaction point must be read before the entries
+            // that carry it are dropped.
             self.membership_base = self.membership_at(compact_to);
+            self.log.compact_to(compact_to);
             out.push(Output::Compacted {
                 first_index: self.log.first_index(),
             });
         }
     }
 
-    /// The configuration in force at `index`, which must not be below the log's base.
-    fn membership_at(&self, index: LogIndex) -> crate::types::Membership {
+    /// The configuration in force at `index` (at or above the log's compaction point): what
+    /// a snapshot taken at `index` must record.
+    pub fn membership_at(&self, index: LogIndex) -> crate::types::Membership {
         match self.log.membership_at_or_before(index) {
             Some((_, membership)) => membership.clone(),
             None => self.membership_base.clone(),

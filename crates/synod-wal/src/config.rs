@@ -14,6 +14,8 @@ pub const SEGMENT_SIZE_MIN: u64 = 4_096;
 pub const SEGMENT_SIZE_GRANULE: u64 = 4_096;
 /// The default segment size.
 pub const SEGMENT_SIZE_DEFAULT: u64 = 64 << 20;
+/// By default the spare segment is prepared once the active one is half full.
+pub const SPARE_PREPARE_AT_PERCENT_DEFAULT: u32 = 50;
 /// The longest time a small batch may be held back for more appends.
 pub const BATCH_WAIT_LIMIT: Duration = Duration::from_secs(1);
 
@@ -37,6 +39,11 @@ pub struct WalConfig {
     pub pending_bytes_max: u64,
     /// The most bytes one `read_range` plan reads.
     pub read_size_max: u32,
+    /// How full the active segment is, in percent, when the engine starts preparing the
+    /// next segment file (the spare) in the background, one disk op between batches, so
+    /// that rolling over does not pay the preallocation on the commit path. 0 turns the
+    /// spare off: every segment is then created when the first batch that needs it comes.
+    pub spare_prepare_at_percent: u32,
 }
 
 impl Default for WalConfig {
@@ -49,6 +56,7 @@ impl Default for WalConfig {
             batch_wait_max: Duration::ZERO,
             pending_bytes_max: 64 << 20,
             read_size_max: 4 << 20,
+            spare_prepare_at_percent: SPARE_PREPARE_AT_PERCENT_DEFAULT,
         }
     }
 }
@@ -94,6 +102,12 @@ impl Validate for WalConfig {
             read_min,
             DISK_IO_SIZE_MAX as u32,
         )?;
+        check_range(
+            "spare_prepare_at_percent",
+            self.spare_prepare_at_percent,
+            0,
+            100,
+        )?;
         Ok(())
     }
 }
@@ -109,6 +123,7 @@ impl WalConfig {
             batch_wait_max: Duration::ZERO,
             pending_bytes_max: 1 << 20,
             read_size_max: 16 << 10,
+            spare_prepare_at_percent: SPARE_PREPARE_AT_PERCENT_DEFAULT,
         }
     }
 }
@@ -123,7 +138,7 @@ mod tests {
         assert_eq!(WalConfig::default().validate(), Ok(()));
         assert_eq!(WalConfig::small_for_tests().validate(), Ok(()));
         type Breaker = fn(&mut WalConfig);
-        let broken: [(Breaker, &str); 6] = [
+        let broken: [(Breaker, &str); 7] = [
             (|c| c.segment_size = 5_000, "segment_size"),
             (|c| c.batch_size_max = 1 << 30, "batch_size_max"),
             (|c| c.record_size_max = 5_000, "record_size_max"),
@@ -132,6 +147,10 @@ mod tests {
             (
                 |c| c.batch_wait_max = Duration::from_secs(5),
                 "batch_wait_max",
+            ),
+            (
+                |c| c.spare_prepare_at_percent = 101,
+                "spare_prepare_at_percent",
             ),
         ];
         for (breaker, field) in broken {

@@ -32,6 +32,9 @@ pub const RECORD_ALIGNMENT: usize = 32;
 pub const FORMAT_VERSION: u8 = 1;
 /// The payload of a segment header record: identifies the file as a synod WAL segment.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"synodwal";
+/// The payload of the header record of a **reset** segment: the log starts afresh here, at
+/// the header's sequence, and every older segment is discarded (`Wal::reset`).
+pub const RESET_MAGIC: &[u8; 8] = b"synodrst";
 /// The size of a segment header record (header, magic, padding); entries start here.
 pub const SEGMENT_HEADER_SIZE: usize = record_size(SEGMENT_MAGIC.len());
 /// The size of a truncate record (it has no payload).
@@ -44,6 +47,7 @@ const _: () = assert!(RECORD_ALIGNMENT.is_power_of_two());
 // A header never straddles a 512-byte sector because sectors are multiples of the alignment.
 const _: () = assert!(512usize.is_multiple_of(RECORD_ALIGNMENT));
 const _: () = assert!(SEGMENT_HEADER_SIZE == 64);
+const _: () = assert!(RESET_MAGIC.len() == SEGMENT_MAGIC.len());
 
 /// What a record is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -254,6 +258,15 @@ pub fn decode_record(
 
 /// Encodes the header record of a segment whose first record has `lsn`.
 pub fn encode_segment_header(lsn: u64, next_sequence: u64) -> BytesMut {
+    encode_header_with_magic(lsn, next_sequence, SEGMENT_MAGIC)
+}
+
+/// Encodes the header record of a reset segment: the log starts afresh at `next_sequence`.
+pub fn encode_reset_header(lsn: u64, next_sequence: u64) -> BytesMut {
+    encode_header_with_magic(lsn, next_sequence, RESET_MAGIC)
+}
+
+fn encode_header_with_magic(lsn: u64, next_sequence: u64, magic: &[u8; 8]) -> BytesMut {
     let mut out = BytesMut::with_capacity(SEGMENT_HEADER_SIZE);
     encode_record(
         &mut out,
@@ -261,7 +274,7 @@ pub fn encode_segment_header(lsn: u64, next_sequence: u64) -> BytesMut {
         0,
         lsn,
         next_sequence,
-        SEGMENT_MAGIC,
+        magic,
     );
     out
 }
@@ -357,5 +370,17 @@ mod tests {
         assert_eq!((record.header.lsn, record.header.sequence), (7, 3));
         assert_eq!(record.payload, SEGMENT_MAGIC);
         assert_eq!(record.size, SEGMENT_HEADER_SIZE);
+    }
+
+    #[test]
+    fn reset_header_differs_from_a_segment_header_only_in_its_magic() {
+        // Checks that a reset header is a SegmentHeader record of the same size whose
+        // payload is the reset magic.
+        let reset = encode_reset_header(7, 3);
+        let record = decode_record(&reset, 8).unwrap();
+        assert_eq!(record.header.record_type, RecordType::SegmentHeader);
+        assert_eq!((record.header.lsn, record.header.sequence), (7, 3));
+        assert_eq!(record.payload, RESET_MAGIC);
+        assert_eq!(reset.len(), SEGMENT_HEADER_SIZE);
     }
 }

@@ -1,8 +1,8 @@
 //! [`Recovery`]: rebuilds a [`Wal`] from the contents of its segment files, telling a torn
 //! tail (an incomplete last write, never acknowledged: truncated) from corruption in the
 //! middle of the log (damage followed by a record written after it: reported with file and
-//! offset, never truncated). Pure over the bytes it is fed; see `docs/wal_format.md` for the
-//! argument.
+//! offset, never truncated). A reset segment discards every segment before it, whatever
+//! they hold. Pure over the bytes it is fed; see `docs/wal_format.md` for the argument.
 //!
 //! ```text
 //! let names = list the data directory;
@@ -22,10 +22,12 @@ use thiserror::Error;
 
 use crate::config::WalConfig;
 use crate::record::{
-    DecodeError, RECORD_ALIGNMENT, RECORD_HEADER_SIZE, RecordHeader, RecordType, SEGMENT_MAGIC,
-    decode_header, decode_record,
+    DecodeError, RECORD_ALIGNMENT, RECORD_HEADER_SIZE, RESET_MAGIC, RecordHeader, RecordType,
+    SEGMENT_MAGIC, decode_header, decode_record,
 };
-use crate::wal::{Location, RecoveredLog, Segment, Wal, parse_segment_file_name};
+use crate::wal::{
+    Location, RecoveredLog, SPARE_SEGMENT_NAME, Segment, Wal, parse_segment_file_name,
+};
 
 /// The piece size recovery looks at for evidence of a torn write: the smallest sector.
 pub const TEAR_PIECE_SIZE: u64 = 512;
@@ -80,6 +82,11 @@ pub struct RecoveryReport {
     pub torn_tail: Option<TornTail>,
     /// Segments removed by the repair: incomplete creations or files past a torn tail.
     pub segments_removed: Vec<String>,
+    /// The newest reset segment, when the log was reset: the log starts there.
+    pub reset_segment: Option<String>,
+    /// Segments older than the reset segment, which the repair removes once the reset
+    /// segment is durable.
+    pub segments_discarded: Vec<String>,
     /// Unreferenced non-zero bytes after the end of a full segment: (file, offset).
     pub garbage_ignored: Vec<(String, u64)>,
 }
@@ -125,11 +132,17 @@ pub struct Recovery {
     /// The end is final: later segments are only searched for proof and removed.
     end_is_final: bool,
     removable: Vec<String>,
+    /// Segments before the newest reset segment, whatever they hold.
+    discarded: Vec<String>,
     last_batch: Option<(String, u64, Bytes)>,
     last_file_len: u64,
     last_fed: Option<(String, u64)>,
     /// Non-zero bytes past a torn tail, which the repair overwrites: (file, from, to).
     zero_range: Option<(String, u64, u64)>,
+    /// Damage found in a segment, reported by `finish` unless a later reset segment
+    /// discards it with the rest of the log before it (a crash during the removals that
+    /// follow a reset leaves holes among the discarded segments).
+    deferred: Option<RecoveryError>,
     report: RecoveryReport,
 }
 
@@ -165,19 +178,23 @@ impl Recovery {
             end: None,
             end_is_final: false,
             removable: Vec::new(),
+            discarded: Vec::new(),
             last_batch: None,
             last_file_len: 0,
             last_fed: None,
             zero_range: None,
+            deferred: None,
             report: RecoveryReport::default(),
         })
     }
 
     /// The WAL segment names among a directory listing, in the order to feed them. Files
-    /// that do not start with `wal-` belong to other stores and are left out.
+    /// that do not start with `wal-` belong to other stores and are left out, and so is the
+    /// spare segment ([`SPARE_SEGMENT_NAME`]), which is not part of the log.
     pub fn segment_names(names: &[String]) -> Result<Vec<String>, RecoveryError> {
         let mut segments = Vec::new();
-        for name in names.iter().filter(|name| name.starts_with("wal-")) {
+        let is_segment = |name: &&String| name.starts_with("wal-") && *name != SPARE_SEGMENT_NAME;
+        for name in names.iter().filter(is_segment) {
             let Some(first_lsn) = parse_segment_file_name(name) else {
                 return Err(RecoveryError::BadName { file: name.clone() });
             };
@@ -187,7 +204,9 @@ impl Recovery {
         Ok(segments.into_iter().map(|(_, name)| name).collect())
     }
 
-    /// Takes the whole contents of the next segment file.
+    /// Takes the whole contents of the next segment file. Damage is reported by
+    /// [`Recovery::finish`] (a later reset segment may discard it); only a misnamed or
+    /// out-of-order file is refused here.
     pub fn feed(&mut self, name: &str, bytes: &[u8]) -> Result<(), RecoveryError> {
         let first_lsn = parse_segment_file_name(name).ok_or_else(|| RecoveryError::BadName {
             file: name.to_string(),
@@ -199,12 +218,51 @@ impl Recovery {
             return Err(RecoveryError::OutOfOrder { file, previous });
         }
         self.last_fed = Some((name.to_string(), first_lsn));
+        if is_reset_segment(bytes, first_lsn) {
+            self.discard_before_reset(name);
+        }
+        if self.deferred.is_some() {
+            // Past damage, a file only matters if it is a reset segment (handled above).
+            self.removable.push(name.to_string());
+            return Ok(());
+        }
         if self.end_is_final {
             self.search_for_proof(name, bytes, 0);
             self.removable.push(name.to_string());
             return Ok(());
         }
-        self.open_segment(name, first_lsn, bytes)
+        if let Err(error) = self.open_segment(name, first_lsn, bytes) {
+            self.removable.push(name.to_string());
+            self.deferred = Some(error);
+        }
+        Ok(())
+    }
+
+    /// A valid reset segment starts the log afresh: everything fed before it is discarded,
+    /// whatever it holds (damage included: the log was given up on purpose), and recovery
+    /// goes on as if the reset segment were the first.
+    fn discard_before_reset(&mut self, name: &str) {
+        let mut discarded = std::mem::take(&mut self.removable);
+        discarded.extend(self.segments.drain(..).map(|segment| segment.name));
+        if let Some(end) = self.end.take()
+            && end.remove_file
+            && !discarded.contains(&end.file)
+        {
+            discarded.push(end.file);
+        }
+        self.discarded.extend(discarded);
+        self.discarded.sort();
+        self.discarded.dedup();
+        self.index.clear();
+        self.index_base = 1;
+        self.next_lsn = 1;
+        self.end_is_final = false;
+        self.last_batch = None;
+        self.last_file_len = 0;
+        self.zero_range = None;
+        self.deferred = None;
+        self.report.garbage_ignored.clear();
+        self.report.reset_segment = Some(name.to_string());
     }
 
     /// Checks a segment's header and continuity with the log so far, then replays it.
@@ -232,7 +290,8 @@ impl Recovery {
             Err(error) => return Err(foreign(0, error.to_string())),
         };
         let header = record.header;
-        if header.record_type != RecordType::SegmentHeader || record.payload != SEGMENT_MAGIC {
+        let magic_known = record.payload == SEGMENT_MAGIC || record.payload == RESET_MAGIC;
+        if header.record_type != RecordType::SegmentHeader || !magic_known {
             let reason = format!(
                 "its first record is a {:?}, not a segment header",
                 header.record_type
@@ -471,6 +530,9 @@ impl Recovery {
     /// Decides between a clean end, a torn tail and corruption, and builds the engine with
     /// the repair it must carry out before anything new is written.
     pub fn finish(mut self) -> Result<(Wal, RecoveryReport), RecoveryError> {
+        if let Some(error) = self.deferred.take() {
+            return Err(error);
+        }
         if let Some(end) = self.end.take() {
             self.judge_end(end)?;
         }
@@ -481,6 +543,7 @@ impl Recovery {
         self.report.first_sequence = self.index_base;
         self.report.next_sequence = next_sequence;
         self.report.segments_removed = self.removable.clone();
+        self.report.segments_discarded = self.discarded.clone();
         let log = RecoveredLog {
             segments: self.segments,
             index: self.index,
@@ -530,8 +593,22 @@ impl Recovery {
     /// incomplete or orphaned segments, zeros over a torn tail (so no stale record can ever
     /// follow a new one), the last batch written again and synced (a write whose sync
     /// failed before the restart may sit in the page cache without being durable), the
-    /// preallocation restored, and the directory synced.
+    /// preallocation restored, and the directory synced. Segments older than a reset
+    /// segment are removed last, once the rewritten reset segment is durable: its header may
+    /// have sat in the page cache after a failed sync, and removing the old log before the
+    /// new one is durable could leave neither after a power loss.
     fn repair_ops(&self) -> Vec<DiskOp> {
+        let mut ops = self.repair_ops_of_live_log();
+        for name in &self.discarded {
+            ops.push(DiskOp::Remove { path: name.clone() });
+        }
+        if !self.discarded.is_empty() {
+            ops.push(DiskOp::SyncDir);
+        }
+        ops
+    }
+
+    fn repair_ops_of_live_log(&self) -> Vec<DiskOp> {
         let mut ops = Vec::new();
         for name in &self.removable {
             ops.push(DiskOp::Remove { path: name.clone() });
@@ -566,6 +643,15 @@ impl Recovery {
         ops.push(DiskOp::SyncDir);
         ops
     }
+}
+
+/// Whether `bytes` start with a valid reset-segment header for a segment named `first_lsn`.
+fn is_reset_segment(bytes: &[u8], first_lsn: u64) -> bool {
+    decode_record(bytes, u32::MAX).is_ok_and(|record| {
+        record.header.record_type == RecordType::SegmentHeader
+            && record.payload == RESET_MAGIC
+            && record.header.lsn == first_lsn
+    })
 }
 
 /// Judges a record that failed to decode at `offset`: could a torn write have left it?

@@ -19,7 +19,8 @@ use synod_core::disk::{DiskError, DiskOp, DiskReply};
 use synod_core::limits::DISK_IO_SIZE_MAX;
 use thiserror::Error;
 
-use crate::wal::{IoTag, WalFatal};
+use crate::storage::{Storage, read_whole_file};
+use crate::wal::{IoTag, SEQUENCE_MAX, WalFatal};
 
 pub const SNAPSHOT_TRAILER_SIZE: usize = 32;
 const MAGIC: &[u8; 8] = b"SYNSNAP1";
@@ -60,6 +61,156 @@ pub fn snapshot_files(names: &[String]) -> (Option<String>, Vec<String>) {
         .filter(|name| parse_name(name, ".tmp").is_some());
     stale.extend(temporary.cloned());
     (newest, stale)
+}
+
+/// A snapshot file that could not be used at start, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedSnapshot {
+    pub file: String,
+    pub error: SnapshotError,
+}
+
+/// What the start-up scan of the snapshot files decided (see [`SnapshotScan`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotStart {
+    /// The newest snapshot that verified, and its file.
+    pub loaded: Option<(String, Snapshot)>,
+    /// Snapshot files newer than the loaded one that failed verification, newest first.
+    /// They are left in place for the operator to look at; the next snapshot written
+    /// replaces them.
+    pub rejected: Vec<RejectedSnapshot>,
+    /// Files to remove: `.tmp` files of writes a crash cut short, and snapshots older than
+    /// the loaded one (which it supersedes), in name order.
+    pub stale: Vec<String>,
+}
+
+impl SnapshotStart {
+    /// The removals of the stale files, then one directory sync; empty when none are stale.
+    pub fn cleanup_ops(&self) -> Vec<DiskOp> {
+        let mut ops: Vec<DiskOp> = (self.stale.iter())
+            .map(|path| DiskOp::Remove { path: path.clone() })
+            .collect();
+        if !ops.is_empty() {
+            ops.push(DiskOp::SyncDir);
+        }
+        ops
+    }
+}
+
+/// Chooses the snapshot to start from, sans-IO: the driver reads each file
+/// [`SnapshotScan::next_file`] names (whole) and feeds it, until it names none; then
+/// [`SnapshotScan::finish`] says which snapshot verified and which files are stale.
+///
+/// Candidates are the complete (`.snap`) files, newest first. The first that verifies is
+/// loaded; a newer one that fails (damaged on the media) is reported with its file and the
+/// reason, and the scan falls back to the next older one. `.tmp` files are never loaded:
+/// a crash cut their write short, so they are stale whatever they hold.
+#[derive(Debug)]
+pub struct SnapshotScan {
+    /// Complete snapshot files, newest first.
+    candidates: Vec<String>,
+    /// How many candidates have been fed.
+    fed_count: usize,
+    temporary: Vec<String>,
+    start: SnapshotStart,
+}
+
+impl SnapshotScan {
+    /// Starts a scan over a directory listing; names that are not snapshot files are
+    /// ignored.
+    pub fn new(names: &[String]) -> SnapshotScan {
+        let mut candidates: Vec<(u64, String)> = names
+            .iter()
+            .filter_map(|name| parse_name(name, ".snap").map(|sequence| (sequence, name.clone())))
+            .collect();
+        candidates.sort();
+        candidates.reverse();
+        let temporary = names
+            .iter()
+            .filter(|name| parse_name(name, ".tmp").is_some())
+            .cloned()
+            .collect();
+        SnapshotScan {
+            candidates: candidates.into_iter().map(|(_, name)| name).collect(),
+            fed_count: 0,
+            temporary,
+            start: SnapshotStart::default(),
+        }
+    }
+
+    /// The next snapshot file to read and feed, or `None` once the scan has decided.
+    pub fn next_file(&self) -> Option<&str> {
+        if self.start.loaded.is_some() {
+            return None;
+        }
+        self.candidates.get(self.fed_count).map(String::as_str)
+    }
+
+    /// Takes the whole contents of the file [`SnapshotScan::next_file`] named.
+    pub fn feed(&mut self, file: &str, bytes: &Bytes) {
+        assert_eq!(
+            self.next_file(),
+            Some(file),
+            "snapshot files are fed in the order the scan names them"
+        );
+        self.fed_count += 1;
+        match load_snapshot(file, bytes) {
+            // The log after it must be able to start at the next sequence.
+            Ok(snapshot) if snapshot.last_included_sequence >= SEQUENCE_MAX => {
+                let error = SnapshotError::Corrupt {
+                    file: file.to_string(),
+                    offset: (bytes.len() - SNAPSHOT_TRAILER_SIZE) as u64,
+                    reason: format!(
+                        "last included sequence {} is not below {SEQUENCE_MAX}",
+                        snapshot.last_included_sequence
+                    ),
+                };
+                let file = file.to_string();
+                self.start.rejected.push(RejectedSnapshot { file, error });
+            }
+            Ok(snapshot) => self.start.loaded = Some((file.to_string(), snapshot)),
+            Err(error) => {
+                let file = file.to_string();
+                self.start.rejected.push(RejectedSnapshot { file, error });
+            }
+        }
+    }
+
+    /// What the scan decided. Every complete snapshot older than the loaded one is stale,
+    /// rejected or not; with none loaded, the rejected files are all kept.
+    pub fn finish(self) -> SnapshotStart {
+        assert!(
+            self.next_file().is_none(),
+            "the scan has files left to read"
+        );
+        let mut start = self.start;
+        if start.loaded.is_some() {
+            start
+                .stale
+                .extend(self.candidates[self.fed_count..].iter().cloned());
+        }
+        start.stale.extend(self.temporary);
+        start.stale.sort();
+        start
+    }
+}
+
+/// Runs a [`SnapshotScan`] over a synchronous storage, reading each candidate whole, and
+/// carries out its cleanup (the stale files removed, the directory synced).
+pub fn load_snapshot_at_start(
+    storage: &mut dyn Storage,
+    names: &[String],
+) -> Result<SnapshotStart, DiskError> {
+    let mut scan = SnapshotScan::new(names);
+    while let Some(file) = scan.next_file().map(str::to_string) {
+        let bytes = Bytes::from(read_whole_file(storage, &file)?);
+        scan.feed(&file, &bytes);
+    }
+    let start = scan.finish();
+    for op in start.cleanup_ops() {
+        storage.execute(&op)?;
+    }
+    Ok(start)
 }
 
 /// A loaded or received snapshot.

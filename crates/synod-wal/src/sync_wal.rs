@@ -1,6 +1,12 @@
 //! [`SyncWal`]: a [`Wal`] driven synchronously over a [`Storage`], every emitted op executed
 //! inline. For tests, fault sweeps, tools and benchmarks; actors drive the engine through
 //! their context instead.
+//!
+//! [`SyncWal::open_with_snapshot`] is how a replica's data directory is opened: the newest
+//! snapshot that verifies, the log recovered after it, and the two checked against each
+//! other. [`SyncWal::open`] recovers the log alone.
+
+use std::fmt;
 
 use bytes::Bytes;
 use synod_core::Instant;
@@ -10,8 +16,11 @@ use thiserror::Error;
 use crate::config::WalConfig;
 use crate::record::RecordType;
 use crate::recovery::{Recovery, RecoveryError, RecoveryReport};
+use crate::snapshot::{RejectedSnapshot, Snapshot, load_snapshot_at_start};
 use crate::storage::{Storage, read_whole_file};
-use crate::wal::{AppendError, ReadError, TruncateError, Wal, WalEntry, WalFatal, WalOutput};
+use crate::wal::{
+    AppendError, ReadError, ResetError, TruncateError, Wal, WalEntry, WalFatal, WalOutput,
+};
 
 /// Why a log could not be opened.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -20,6 +29,72 @@ pub enum OpenError {
     Disk(DiskError),
     #[error("{0}")]
     Recovery(RecoveryError),
+    #[error("{0}")]
+    Gap(LogGap),
+}
+
+/// Entries that are in neither the snapshot nor the log: the log starts after the entry
+/// that follows the snapshot's last included one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogGap {
+    /// The first sequence the recovered log holds (or would hold, when it is empty).
+    pub first_sequence: u64,
+    /// The snapshot loaded, if any, and the last sequence it includes (0 without one).
+    pub snapshot_file: Option<String>,
+    pub last_included_sequence: u64,
+    /// Newer snapshot files that failed verification: the entries may be in one of them.
+    pub rejected: Vec<RejectedSnapshot>,
+}
+
+impl fmt::Display for LogGap {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (first, last) = (self.first_sequence, self.last_included_sequence);
+        write!(
+            formatter,
+            "the write-ahead log starts at sequence {first}, but "
+        )?;
+        match &self.snapshot_file {
+            Some(file) => write!(formatter, "the snapshot {file} ends at sequence {last}")?,
+            None => write!(formatter, "there is no snapshot")?,
+        }
+        write!(
+            formatter,
+            ": entries {}..={} are in neither",
+            last + 1,
+            first - 1
+        )?;
+        for rejected in &self.rejected {
+            write!(
+                formatter,
+                "; {} was rejected: {}",
+                rejected.file, rejected.error
+            )?;
+        }
+        write!(
+            formatter,
+            ". Restore this replica from a peer (or a backup); the log was left as it is"
+        )
+    }
+}
+
+/// What opening a data directory found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// The snapshot the state machine starts from (the newest that verified), if any.
+    pub snapshot: Option<Snapshot>,
+    /// Its file name.
+    pub snapshot_file: Option<String>,
+    /// Newer snapshot files that failed verification, with the reason, newest first.
+    pub snapshots_rejected: Vec<RejectedSnapshot>,
+    /// Stale snapshot files removed: `.tmp` files of interrupted writes and snapshots older
+    /// than the loaded one.
+    pub snapshot_files_removed: Vec<String>,
+    /// What log recovery found.
+    pub log: RecoveryReport,
+    /// The log ended before the snapshot's last included sequence (a crash came between
+    /// installing a snapshot and resetting the log past it): it was reset to start after
+    /// the snapshot, durable with the first flush.
+    pub log_reset_to: Option<u64>,
 }
 
 /// A write-ahead log over a synchronous storage.
@@ -33,28 +108,73 @@ pub struct SyncWal<S: Storage> {
 }
 
 impl<S: Storage> SyncWal<S> {
-    /// Recovers the log from `storage`. The repair recovery asks for runs with the first IO.
+    /// Recovers the log alone from `storage`, leaving snapshot files alone. The repair
+    /// recovery asks for runs with the first IO.
     pub fn open(
         mut storage: S,
         config: WalConfig,
     ) -> Result<(SyncWal<S>, RecoveryReport), OpenError> {
         let names = storage.list().map_err(OpenError::Disk)?;
-        let mut recovery = Recovery::new(config).map_err(OpenError::Recovery)?;
-        let segment_names = Recovery::segment_names(&names).map_err(OpenError::Recovery)?;
-        for name in segment_names {
-            let bytes = read_whole_file(&mut storage, &name).map_err(OpenError::Disk)?;
-            recovery.feed(&name, &bytes).map_err(OpenError::Recovery)?;
+        let (wal, report) = recover_log(&mut storage, &names, config)?;
+        Ok((SyncWal::from_wal(storage, wal), report))
+    }
+
+    /// Opens a replica's data directory: loads the newest snapshot that verifies (falling
+    /// back to an older complete one when a newer one is damaged, which is reported),
+    /// removes stale snapshot files, recovers the log and checks it against the snapshot.
+    ///
+    /// The log must start at or before the sequence after the snapshot's last included one
+    /// (1 without a snapshot); otherwise entries are missing and [`OpenError::Gap`] names
+    /// them. A log that ends before that sequence is wholly covered by the snapshot: it is
+    /// reset to start after it ([`OpenReport::log_reset_to`]). When the log does reach the
+    /// snapshot, the caller (Raft) still compares the term of the log's entry at the
+    /// snapshot's last included sequence and resets the log itself if they differ.
+    pub fn open_with_snapshot(
+        mut storage: S,
+        config: WalConfig,
+    ) -> Result<(SyncWal<S>, OpenReport), OpenError> {
+        let names = storage.list().map_err(OpenError::Disk)?;
+        let start = load_snapshot_at_start(&mut storage, &names).map_err(OpenError::Disk)?;
+        let (wal, log) = recover_log(&mut storage, &names, config)?;
+        let (snapshot_file, snapshot) = start.loaded.unzip();
+        let last_included = snapshot.as_ref().map_or(0, |s| s.last_included_sequence);
+        let first_sequence = wal.first_sequence();
+        if first_sequence > last_included + 1 {
+            return Err(OpenError::Gap(LogGap {
+                first_sequence,
+                snapshot_file,
+                last_included_sequence: last_included,
+                rejected: start.rejected,
+            }));
         }
-        let (wal, report) = recovery.finish().map_err(OpenError::Recovery)?;
+        let mut sync_wal = SyncWal::from_wal(storage, wal);
+        let mut log_reset_to = None;
+        if sync_wal.wal.next_sequence() <= last_included {
+            let next_sequence = last_included + 1;
+            let reset = sync_wal.wal.reset(next_sequence);
+            reset.expect("a freshly recovered log takes a reset below SEQUENCE_MAX");
+            log_reset_to = Some(next_sequence);
+        }
+        let report = OpenReport {
+            snapshot,
+            snapshot_file,
+            snapshots_rejected: start.rejected,
+            snapshot_files_removed: start.stale,
+            log,
+            log_reset_to,
+        };
+        Ok((sync_wal, report))
+    }
+
+    fn from_wal(storage: S, wal: Wal) -> SyncWal<S> {
         let durable_sequence = wal.durable_sequence();
-        let sync_wal = SyncWal {
+        SyncWal {
             storage,
             wal,
             now: Instant::ZERO,
             outputs: Vec::new(),
             durable_sequence,
-        };
-        Ok((sync_wal, report))
+        }
     }
 
     pub fn wal(&self) -> &Wal {
@@ -78,7 +198,8 @@ impl<S: Storage> SyncWal<S> {
         self.now = now;
     }
 
-    /// The highest sequence a `Durable` output has covered (0 before the first).
+    /// The highest sequence a `Durable` output has covered (0 before the first), or the
+    /// one before the start of a reset log once its `Reset` output came.
     pub fn durable_sequence(&self) -> u64 {
         self.durable_sequence
     }
@@ -101,6 +222,12 @@ impl<S: Storage> SyncWal<S> {
         self.wal.compact_prefix(below);
     }
 
+    /// Discards the whole log and starts it afresh at `next_sequence` (see [`Wal::reset`]);
+    /// durable once a flush has run (a `Reset` output).
+    pub fn reset(&mut self, next_sequence: u64) -> Result<(), ResetError> {
+        self.wal.reset(next_sequence)
+    }
+
     /// Executes one handed-out op, if there is one.
     pub fn step_io(&mut self) -> bool {
         let Some((tag, op)) = self.wal.poll_io(self.now) else {
@@ -118,18 +245,32 @@ impl<S: Storage> SyncWal<S> {
 
     fn collect_outputs(&mut self) {
         while let Some(output) = self.wal.poll_output() {
-            if let WalOutput::Durable { up_to_sequence } = output {
-                self.durable_sequence = up_to_sequence;
+            match output {
+                WalOutput::Durable { up_to_sequence } => self.durable_sequence = up_to_sequence,
+                WalOutput::Reset { next_sequence } => self.durable_sequence = next_sequence - 1,
+                WalOutput::Compacted { .. } | WalOutput::Failed(_) => {}
             }
             self.outputs.push(output);
         }
     }
 
-    /// Runs IO until nothing is left to do; returns the durable sequence.
+    /// Runs IO until everything asked for is done (every append durable, resets,
+    /// compactions and repairs carried out); returns the durable sequence. The spare
+    /// segment's background preparation advances by the op it is given between batches
+    /// and is not waited for.
     pub fn flush(&mut self) -> Result<u64, WalFatal> {
+        self.run_io(Wal::has_requested_work)
+    }
+
+    /// Runs IO until nothing at all is left, the spare's preparation included.
+    pub fn settle(&mut self) -> Result<u64, WalFatal> {
+        self.run_io(|wal| !wal.is_idle())
+    }
+
+    fn run_io(&mut self, more: fn(&Wal) -> bool) -> Result<u64, WalFatal> {
         let now = self.now;
         self.now = Instant::MAX;
-        while self.step_io() {}
+        while more(&self.wal) && self.step_io() {}
         self.now = now;
         match self.wal.failure() {
             Some(failure) => Err(failure.clone()),
@@ -164,4 +305,19 @@ impl<S: Storage> SyncWal<S> {
         }
         Ok(entries)
     }
+}
+
+/// Recovers the log from the segments among `names`.
+fn recover_log<S: Storage>(
+    storage: &mut S,
+    names: &[String],
+    config: WalConfig,
+) -> Result<(Wal, RecoveryReport), OpenError> {
+    let mut recovery = Recovery::new(config).map_err(OpenError::Recovery)?;
+    let segment_names = Recovery::segment_names(names).map_err(OpenError::Recovery)?;
+    for name in segment_names {
+        let bytes = read_whole_file(storage, &name).map_err(OpenError::Disk)?;
+        recovery.feed(&name, &bytes).map_err(OpenError::Recovery)?;
+    }
+    recovery.finish().map_err(OpenError::Recovery)
 }

@@ -7,6 +7,12 @@
 //! in flight; appends that arrive meanwhile gather into the next batch, which is group
 //! commit. [`Wal::complete`] takes each completion back, in the order the ops were handed
 //! out, and [`Wal::poll_output`] reports `Durable` only after the sync that covers it.
+//!
+//! Two more kinds of unit exist. [`Wal::reset`] discards the whole log (Raft installing a
+//! snapshot past its end): a reset segment is created and made durable, then the old
+//! segments are removed. And once the active segment is `spare_prepare_at_percent` full,
+//! the next segment file (the spare) is written with zeros and synced one op at a time,
+//! each op taking its turn between batches, so a roll-over only renames it.
 
 use std::collections::VecDeque;
 
@@ -18,11 +24,29 @@ use thiserror::Error;
 use crate::config::WalConfig;
 use crate::record::{
     RecordType, SEGMENT_HEADER_SIZE, TRUNCATE_RECORD_SIZE, decode_record, encode_record,
-    encode_segment_header, record_size,
+    encode_reset_header, encode_segment_header, record_size,
 };
 
 /// The most disk operations one unit of work may hand out.
 pub const UNIT_OPS_COUNT_MAX: usize = 4 * 1024;
+/// The most old segments one discard unit (after a reset) removes.
+pub const DISCARD_REMOVALS_MAX: usize = 1_024;
+/// The most bytes of zeros one write of the spare's preparation carries: the longest op a
+/// batch can wait behind.
+pub const SPARE_WRITE_SIZE: u64 = 256 << 10;
+/// The highest sequence a reset may start the log at, far from overflow.
+pub const SEQUENCE_MAX: u64 = u64::MAX >> 2;
+/// The name of the spare segment: the next segment file, preallocated and synced before it
+/// is needed, then given its header and renamed to its segment name at the roll-over. It is
+/// not part of the log: recovery ignores it, and every preparation overwrites it whole.
+pub const SPARE_SEGMENT_NAME: &str = "wal-spare.tmp";
+
+// A discard unit is its removals and one directory sync.
+const _: () = assert!(DISCARD_REMOVALS_MAX < UNIT_OPS_COUNT_MAX);
+const _: () = assert!(SPARE_WRITE_SIZE as usize <= synod_core::limits::DISK_IO_SIZE_MAX);
+
+/// The zeros the spare is written with, shared by every preparation write.
+static ZEROS: [u8; SPARE_WRITE_SIZE as usize] = [0; SPARE_WRITE_SIZE as usize];
 
 /// Identifies one handed-out disk operation; completions must come back in this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,6 +82,11 @@ pub enum WalOutput {
     Durable { up_to_sequence: u64 },
     /// Whole segments below the requested point were removed durably.
     Compacted { first_sequence: u64 },
+    /// The reset asked for by [`Wal::reset`] is durable: after a crash the log is empty and
+    /// starts at `next_sequence` (plus whatever was appended after the reset and reported
+    /// `Durable`). No `Durable` or `Compacted` output is emitted between the call to
+    /// `reset` and this one.
+    Reset { next_sequence: u64 },
     /// The log has latched after a failed write or sync; the owner must fail and recover.
     Failed(WalFatal),
 }
@@ -87,6 +116,15 @@ pub enum TruncateError {
     BelowFirst { from: u64, first_sequence: u64 },
     #[error("cannot truncate from {from}: the log ends before {next_sequence}")]
     BeyondEnd { from: u64, next_sequence: u64 },
+}
+
+/// Why a reset was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ResetError {
+    #[error("{0}")]
+    Failed(WalFatal),
+    #[error("cannot reset the log to start at {next_sequence}: it must be in 1..={SEQUENCE_MAX}")]
+    OutOfRange { next_sequence: u64 },
 }
 
 /// Why a read was refused or failed.
@@ -149,7 +187,29 @@ struct PendingRecord {
 enum Unit {
     Repair,
     Compaction,
-    Batch { last_lsn: u64 },
+    Batch {
+        last_lsn: u64,
+    },
+    /// The creation of a reset segment, whose header has `header_lsn`.
+    Reset {
+        next_sequence: u64,
+        header_lsn: u64,
+    },
+    /// Removals of segments a durable reset left behind.
+    Discard,
+    /// One op of the spare's preparation.
+    Spare,
+}
+
+/// Where the spare segment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spare {
+    /// No spare is known to be ready (a leftover of an earlier life is simply overwritten).
+    Absent,
+    /// Being prepared: the index of the next op to hand out (see [`Wal::spare_op`]).
+    Preparing { step: u64 },
+    /// Written with zeros to `segment_size` and synced: the next roll-over renames it.
+    Ready,
 }
 
 /// What [`crate::Recovery`] hands over to a new engine.
@@ -189,6 +249,14 @@ pub struct Wal {
     durable_lsn: u64,
     durable_reported: Option<u64>,
     compaction_below: Option<u64>,
+    /// A reset asked for and not yet handed out: the sequence the log restarts at.
+    reset_requested: Option<u64>,
+    /// Segments of the log before a durable reset, still to be removed, oldest first.
+    discarded: VecDeque<String>,
+    spare: Spare,
+    /// The last unit was a spare op: a waiting batch goes next, so no batch ever waits
+    /// behind more than one op of the spare.
+    spare_went_last: bool,
     hold_since: Option<Instant>,
     outputs: VecDeque<WalOutput>,
 }
@@ -229,6 +297,10 @@ impl Wal {
             durable_lsn: 0,
             durable_reported: None,
             compaction_below: None,
+            reset_requested: None,
+            discarded: VecDeque::new(),
+            spare: Spare::Absent,
+            spare_went_last: false,
             hold_since: None,
             outputs: VecDeque::new(),
         };
@@ -255,12 +327,24 @@ impl Wal {
         self.failure.as_ref()
     }
 
-    /// Whether nothing is queued, handed out or in flight.
+    /// Whether nothing is queued, handed out or in flight, the spare's preparation
+    /// included.
     pub fn is_idle(&self) -> bool {
-        self.pending.is_empty()
-            && self.unit.is_none()
-            && self.repair.is_empty()
-            && self.compaction_below.is_none()
+        !self.has_requested_work() && self.unit.is_none() && !self.spare_due()
+    }
+
+    /// Whether anything the owner asked for is not done yet: appends not yet durable, a
+    /// repair, reset, discard or compaction, or a unit of those in flight. The spare's
+    /// preparation is background work and does not count: a synchronous driver flushes
+    /// until this is false, and the spare advances by the op between batches it is given.
+    pub fn has_requested_work(&self) -> bool {
+        let unit_requested = self.unit.is_some_and(|unit| unit != Unit::Spare);
+        unit_requested
+            || !self.pending.is_empty()
+            || !self.repair.is_empty()
+            || self.reset_requested.is_some()
+            || !self.discarded.is_empty()
+            || self.compaction_below.is_some()
     }
 
     /// The instant at which a held small batch should be issued, if one is held: the driver
@@ -388,17 +472,35 @@ impl Wal {
 
     fn finish_unit(&mut self) {
         let unit = self.unit.take().expect("a unit was in flight");
+        self.spare_went_last = unit == Unit::Spare;
+        // Between a call to `reset` and the durability of the reset segment, nothing about
+        // the old log (nor the empty new one) may be reported: a crash could bring either.
+        let withheld = self.reset_requested.is_some();
         match unit {
             Unit::Repair => self.durable_lsn = self.next_lsn - 1,
             Unit::Batch { last_lsn } => self.durable_lsn = last_lsn,
+            Unit::Compaction if withheld => {}
             Unit::Compaction => {
                 let first_sequence = self.index_base;
                 self.outputs
                     .push_back(WalOutput::Compacted { first_sequence });
             }
+            Unit::Reset {
+                next_sequence,
+                header_lsn,
+            } => {
+                self.durable_lsn = header_lsn;
+                self.durable_reported = Some(next_sequence - 1);
+                if !withheld {
+                    self.outputs.push_back(WalOutput::Reset { next_sequence });
+                }
+            }
+            Unit::Discard => {}
+            Unit::Spare => self.advance_spare(),
         }
+        let reports = matches!(unit, Unit::Repair | Unit::Batch { .. });
         let durable = self.durable_sequence();
-        if self.durable_reported != Some(durable) && unit != Unit::Compaction {
+        if self.durable_reported != Some(durable) && reports && !withheld {
             self.durable_reported = Some(durable);
             let output = WalOutput::Durable {
                 up_to_sequence: durable,
@@ -418,11 +520,22 @@ impl Wal {
         }
     }
 
+    /// Picks the next unit: the repair, a reset, the removals a reset left, a compaction,
+    /// then batches and the spare's ops in turn (a waiting batch never waits behind more
+    /// than one op of the spare, and the spare is never starved by a stream of batches).
     fn start_next_unit(&mut self, now: Instant) {
         assert!(self.ops_ready.is_empty(), "ops left without a unit");
         if !self.repair.is_empty() {
             self.ops_ready.extend(std::mem::take(&mut self.repair));
             self.begin_unit(Unit::Repair);
+            return;
+        }
+        if self.reset_requested.is_some() {
+            self.issue_reset();
+            return;
+        }
+        if !self.discarded.is_empty() {
+            self.issue_discard();
             return;
         }
         if self.compaction_below.is_some() {
@@ -431,10 +544,12 @@ impl Wal {
                 return;
             }
         }
-        if self.pending.is_empty() || self.holds_batch(now) {
-            return;
+        let batch_ready = !self.pending.is_empty() && !self.holds_batch(now);
+        if self.spare_due() && !(batch_ready && self.spare_went_last) {
+            self.issue_spare_op();
+        } else if batch_ready {
+            self.issue_batch();
         }
-        self.issue_batch();
     }
 
     fn begin_unit(&mut self, unit: Unit) {
@@ -487,7 +602,7 @@ impl Wal {
             Some(segment) => segment.written_end + size as u64 > segment.capacity,
         };
         if needs_segment {
-            self.create_segment();
+            self.create_segment(false);
         }
         let segment = self.segments.last().expect("a segment exists");
         let (name, offset, segment_first_lsn) =
@@ -561,26 +676,46 @@ impl Wal {
         }
     }
 
-    /// Hands out the creation of a new segment: its header, its preallocation, and the
-    /// syncs that make both and its name durable before any record in it can be.
-    fn create_segment(&mut self) {
+    /// Hands out the creation of a new segment (a reset segment when `reset`): its header,
+    /// its preallocation, and the syncs that make both and its name durable before any
+    /// record in it can be. With a spare ready, the header goes into the spare, which is
+    /// synced and renamed: the preallocation was paid before.
+    fn create_segment(&mut self, reset: bool) {
         let first_lsn = self.next_lsn;
         self.next_lsn += 1;
         let next_sequence = self.issued_next_sequence;
         let name = segment_file_name(first_lsn);
-        let header = encode_segment_header(first_lsn, next_sequence).freeze();
-        let path = name.clone();
+        let header = if reset {
+            encode_reset_header(first_lsn, next_sequence)
+        } else {
+            encode_segment_header(first_lsn, next_sequence)
+        };
+        let spare_ready = self.spare == Spare::Ready;
+        let path = if spare_ready {
+            SPARE_SEGMENT_NAME.to_string()
+        } else {
+            name.clone()
+        };
         self.ops_ready.push_back(DiskOp::Write {
             path: path.clone(),
             offset: 0,
-            data: header,
+            data: header.freeze(),
         });
-        let len = self.config.segment_size;
-        self.ops_ready.push_back(DiskOp::SetLen {
-            path: path.clone(),
-            len,
-        });
-        self.ops_ready.push_back(DiskOp::Sync { path });
+        if spare_ready {
+            self.spare = Spare::Absent;
+            self.ops_ready
+                .push_back(DiskOp::Sync { path: path.clone() });
+            let to = name.clone();
+            self.ops_ready.push_back(DiskOp::Rename { from: path, to });
+        } else {
+            let len = self.config.segment_size;
+            let set_len = DiskOp::SetLen {
+                path: path.clone(),
+                len,
+            };
+            self.ops_ready.push_back(set_len);
+            self.ops_ready.push_back(DiskOp::Sync { path });
+        }
         self.ops_ready.push_back(DiskOp::SyncDir);
         self.segments.push(Segment {
             first_lsn,
@@ -642,6 +777,129 @@ impl Wal {
         next
     }
 
+    /// Discards the whole log, pending appends included, and starts it afresh at
+    /// `next_sequence` (Raft installing a snapshot that ends past the log, or conflicts with
+    /// it). The next append gets `next_sequence` at once; it is written after the reset.
+    ///
+    /// On disk: a reset segment (its header says the log starts here) is created, synced
+    /// and its name made durable; only then are the old segments removed. A crash at any
+    /// point recovers either the old log or the empty log at `next_sequence` (with what was
+    /// appended after the reset, as far as it was written), never a mix. `Reset` reports
+    /// it durable; until then no `Durable` or `Compacted` is reported.
+    pub fn reset(&mut self, next_sequence: u64) -> Result<(), ResetError> {
+        if let Some(failure) = &self.failure {
+            return Err(ResetError::Failed(failure.clone()));
+        }
+        if !(1..=SEQUENCE_MAX).contains(&next_sequence) {
+            return Err(ResetError::OutOfRange { next_sequence });
+        }
+        self.pending.clear();
+        self.pending_bytes = 0;
+        self.hold_since = None;
+        self.compaction_below = None;
+        self.index.clear();
+        self.index_base = next_sequence;
+        self.next_sequence = next_sequence;
+        self.reset_requested = Some(next_sequence);
+        self.invariants();
+        Ok(())
+    }
+
+    /// Hands out the creation of the reset segment; the old segments are removed by the
+    /// discard units that follow, once it is durable.
+    fn issue_reset(&mut self) {
+        let next_sequence = self.reset_requested.take().expect("a reset was requested");
+        assert!(
+            self.pending_replay_next() >= next_sequence,
+            "appends after the reset"
+        );
+        let old = std::mem::take(&mut self.segments);
+        self.discarded
+            .extend(old.into_iter().map(|segment| segment.name));
+        self.issued_next_sequence = next_sequence;
+        let header_lsn = self.next_lsn;
+        self.create_segment(true);
+        self.begin_unit(Unit::Reset {
+            next_sequence,
+            header_lsn,
+        });
+    }
+
+    /// Removes up to [`DISCARD_REMOVALS_MAX`] segments a durable reset left behind, then
+    /// syncs the directory. Their order does not matter: recovery discards every segment
+    /// older than the newest reset segment.
+    fn issue_discard(&mut self) {
+        let count = self.discarded.len().min(DISCARD_REMOVALS_MAX);
+        for path in self.discarded.drain(..count) {
+            self.ops_ready.push_back(DiskOp::Remove { path });
+        }
+        self.ops_ready.push_back(DiskOp::SyncDir);
+        self.begin_unit(Unit::Discard);
+    }
+
+    /// Whether the spare has work to do: it is being prepared, or the active segment has
+    /// passed `spare_prepare_at_percent` and no spare is ready.
+    fn spare_due(&self) -> bool {
+        let percent = u128::from(self.config.spare_prepare_at_percent);
+        match self.spare {
+            Spare::Ready => false,
+            Spare::Preparing { .. } => true,
+            Spare::Absent => {
+                let Some(active) = self.segments.last() else {
+                    return false;
+                };
+                percent > 0
+                    && u128::from(active.written_end) * 100 >= u128::from(active.capacity) * percent
+            }
+        }
+    }
+
+    /// The spare's preparation, step by step: every `SPARE_WRITE_SIZE` piece written with
+    /// zeros and synced (so the sync at the roll-over has nothing left to flush), then the
+    /// length set (a leftover spare of an earlier life may be longer) and synced. The first
+    /// write creates the file. Returns `None` past the last step.
+    fn spare_op(&self, step: u64) -> Option<DiskOp> {
+        let path = SPARE_SEGMENT_NAME.to_string();
+        let size = self.config.segment_size;
+        let pieces_count = size.div_ceil(SPARE_WRITE_SIZE);
+        let op = match step {
+            step if step < 2 * pieces_count && step % 2 == 0 => {
+                let offset = step / 2 * SPARE_WRITE_SIZE;
+                let len = (size - offset).min(SPARE_WRITE_SIZE) as usize;
+                let data = Bytes::from_static(&ZEROS[..len]);
+                DiskOp::Write { path, offset, data }
+            }
+            step if step < 2 * pieces_count => DiskOp::Sync { path },
+            step if step == 2 * pieces_count => DiskOp::SetLen { path, len: size },
+            step if step == 2 * pieces_count + 1 => DiskOp::Sync { path },
+            _ => return None,
+        };
+        Some(op)
+    }
+
+    fn issue_spare_op(&mut self) {
+        let step = match self.spare {
+            Spare::Preparing { step } => step,
+            _ => 0,
+        };
+        let op = self.spare_op(step).expect("a due spare has a step left");
+        self.spare = Spare::Preparing { step };
+        self.ops_ready.push_back(op);
+        self.begin_unit(Unit::Spare);
+    }
+
+    fn advance_spare(&mut self) {
+        let Spare::Preparing { step } = self.spare else {
+            // The spare was taken by a roll-over while its last op was out: impossible,
+            // since a roll-over is part of a batch and only one unit runs at a time.
+            unreachable!("a spare op completed with no preparation under way");
+        };
+        self.spare = match self.spare_op(step + 1) {
+            Some(_) => Spare::Preparing { step: step + 1 },
+            None => Spare::Ready,
+        };
+    }
+
     /// Asks for the removal of every segment whose live entries are all below `below`
     /// (never the segment being written). Reported by `Compacted` once durable.
     pub fn compact_prefix(&mut self, below: u64) {
@@ -654,6 +912,9 @@ impl Wal {
 
     fn issue_compaction(&mut self) {
         let below = self.compaction_below.take().expect("compaction requested");
+        // A compaction could remove the reset segment; the segments it discarded must be
+        // gone first, or recovery would chain them to what follows.
+        assert!(self.discarded.is_empty(), "compaction before the discards");
         // Segments go oldest first, each removal made durable before the next, so a crash
         // leaves a suffix of the segments and never a hole in the middle of the log.
         while self.segments.len() > 1 {
@@ -781,6 +1042,15 @@ impl Wal {
             "ops in flight bound"
         );
         assert!(self.next_sequence >= self.index_base, "next below the base");
+        if self.reset_requested.is_some() {
+            assert!(
+                self.index.is_empty(),
+                "entries written before the reset segment"
+            );
+        }
+        if self.unit == Some(Unit::Compaction) {
+            assert!(self.discarded.is_empty(), "compaction before the discards");
+        }
     }
 }
 

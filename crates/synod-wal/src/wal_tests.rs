@@ -156,6 +156,8 @@ fn a_batch_that_does_not_fit_rolls_to_a_new_segment() {
     config.record_size_max = 1_000;
     config.pending_bytes_max = 1 << 20;
     config.read_size_max = 4_096;
+    // Without a spare, the roll-over creates and preallocates the segment itself.
+    config.spare_prepare_at_percent = 0;
     let mut wal = Wal::new(config).unwrap();
     let payload = "x".repeat(1_000);
     for _ in 0..3 {
@@ -234,6 +236,7 @@ fn compaction_removes_whole_segments_oldest_first_with_a_directory_sync_each() {
     config.batch_size_max = 2_048;
     config.record_size_max = 1_000;
     config.read_size_max = 4_096;
+    config.spare_prepare_at_percent = 0;
     let mut wal = Wal::new(config).unwrap();
     let payload = "y".repeat(1_000);
     for _ in 0..9 {
@@ -325,4 +328,256 @@ fn a_small_batch_is_held_until_batch_wait_max_when_configured() {
     assert_eq!(wal.poll_io(start + Duration::from_millis(1)), None);
     assert!(wal.poll_io(deadline).is_some());
     assert_eq!(wal.deadline(), None);
+}
+
+/// Completes every op the engine hands out, successfully, until it hands out none.
+fn run_all(wal: &mut Wal) -> Vec<DiskOp> {
+    let mut ops = Vec::new();
+    while let Some((tag, op)) = wal.poll_io(Instant::ZERO) {
+        ops.push(op);
+        wal.complete(tag, Ok(DiskReply::Done));
+    }
+    ops
+}
+
+fn remove(path: &str) -> DiskOp {
+    DiskOp::Remove {
+        path: path.to_string(),
+    }
+}
+
+#[test]
+fn a_reset_creates_its_segment_durably_before_removing_the_old_ones() {
+    // Checks the exact ops of a reset (the reset segment written, preallocated, synced and
+    // named durably; then the old segment removed and the directory synced), that the next
+    // append gets the new start at once, and that Reset comes before that append's Durable.
+    let mut config = config();
+    config.spare_prepare_at_percent = 0;
+    let mut wal = Wal::new(config).unwrap();
+    for payload in ["a", "b", "c"] {
+        entry(&mut wal, payload);
+    }
+    run_all(&mut wal);
+    outputs(&mut wal);
+    wal.reset(100).unwrap();
+    assert_eq!((wal.first_sequence(), wal.next_sequence()), (100, 100));
+    assert_eq!(entry(&mut wal, "x"), 100);
+    let ops = run_all(&mut wal);
+    // The first segment holds lsn 1 (header) and 2-4 (entries): the reset segment is 5.
+    let reset = segment_file_name(5);
+    let header = crate::record::encode_reset_header(5, 100).freeze();
+    let expected = vec![
+        write(&reset, 0, header),
+        DiskOp::SetLen {
+            path: reset.clone(),
+            len: 64 << 10,
+        },
+        sync(&reset),
+        DiskOp::SyncDir,
+        remove(FIRST),
+        DiskOp::SyncDir,
+        write(&reset, 64, batch(&[(RecordType::Entry, 6, 100, "x")])),
+        sync(&reset),
+    ];
+    assert_eq!(ops, expected);
+    assert_eq!(
+        outputs(&mut wal),
+        vec![
+            WalOutput::Reset { next_sequence: 100 },
+            WalOutput::Durable {
+                up_to_sequence: 100
+            }
+        ]
+    );
+    assert!(wal.is_idle());
+}
+
+#[test]
+fn nothing_is_reported_durable_between_a_reset_and_its_reset_output() {
+    // Checks that a batch in flight when reset is called completes without a Durable, that
+    // pending appends are dropped, and that a compaction asked before is forgotten.
+    let mut wal = Wal::new(config()).unwrap();
+    entry(&mut wal, "a");
+    let ops = drain_ops(&mut wal);
+    entry(&mut wal, "pending, never written");
+    wal.compact_prefix(2);
+    wal.reset(7).unwrap();
+    complete_all(&mut wal, &ops);
+    assert_eq!(outputs(&mut wal), vec![]);
+    let ops = run_all(&mut wal);
+    let writes_of_entries = ops.iter().filter(
+        |op| matches!(op, DiskOp::Write { path, offset, .. } if path == FIRST && *offset > 64),
+    );
+    assert_eq!(writes_of_entries.count(), 0, "{ops:?}");
+    assert_eq!(
+        outputs(&mut wal),
+        vec![WalOutput::Reset { next_sequence: 7 }]
+    );
+    assert_eq!((wal.first_sequence(), wal.next_sequence()), (7, 7));
+}
+
+#[test]
+fn resets_out_of_range_or_after_a_failure_are_refused() {
+    // Checks that sequence 0 and sequences past SEQUENCE_MAX are refused, and that a
+    // latched log refuses a reset.
+    use crate::wal::{ResetError, SEQUENCE_MAX};
+    let mut wal = Wal::new(config()).unwrap();
+    assert_eq!(
+        wal.reset(0),
+        Err(ResetError::OutOfRange { next_sequence: 0 })
+    );
+    let too_far = SEQUENCE_MAX + 1;
+    assert_eq!(
+        wal.reset(too_far),
+        Err(ResetError::OutOfRange {
+            next_sequence: too_far
+        })
+    );
+    entry(&mut wal, "a");
+    let (tag, _) = wal.poll_io(Instant::ZERO).unwrap();
+    let error = DiskError::Io {
+        op: "write",
+        path: FIRST.to_string(),
+        message: "input/output error".to_string(),
+    };
+    wal.complete(tag, Err(error));
+    assert!(matches!(wal.reset(5), Err(ResetError::Failed(_))));
+}
+
+/// A configuration whose segments are 8 KiB: the spare is one write of zeros.
+fn small_segments() -> WalConfig {
+    let mut config = config();
+    config.segment_size = 8 << 10;
+    config.batch_size_max = 2 << 10;
+    config.record_size_max = 1_000;
+    config.read_size_max = 8 << 10;
+    config
+}
+
+#[test]
+fn the_spare_is_prepared_between_batches_once_the_segment_is_half_full() {
+    // Checks that nothing is prepared below half, that past half the spare's ops (zeros,
+    // sync, length, sync) alternate with batches so a batch waits behind at most one, and
+    // that the roll-over then writes the header into the spare, syncs and renames it.
+    use crate::wal::SPARE_SEGMENT_NAME as SPARE;
+    let mut wal = Wal::new(small_segments()).unwrap();
+    let payload = "z".repeat(1_000);
+    // Three 1056-byte records after the 64-byte header: 3232 bytes, under half of 8192.
+    for _ in 0..3 {
+        entry(&mut wal, &payload);
+        run_all(&mut wal);
+    }
+    assert!(wal.is_idle(), "no spare below half");
+    entry(&mut wal, &payload);
+    // The batch goes out alone (the segment is under half when it is issued).
+    for _ in 0..2 {
+        let (tag, op) = wal.poll_io(Instant::ZERO).unwrap();
+        assert!(
+            matches!(op, DiskOp::Write { .. } | DiskOp::Sync { .. }),
+            "{op:?}"
+        );
+        assert_eq!(op.paths(), [FIRST]);
+        wal.complete(tag, Ok(DiskReply::Done));
+    }
+    assert!(!wal.is_idle(), "past half the spare is due");
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        entry(&mut wal, "s");
+        // One spare op, then the batch waiting for it.
+        for _ in 0..3 {
+            let (tag, op) = wal.poll_io(Instant::ZERO).unwrap();
+            seen.push(op);
+            wal.complete(tag, Ok(DiskReply::Done));
+        }
+    }
+    let zeros = Bytes::from(vec![0u8; 8 << 10]);
+    let spare_ops: Vec<DiskOp> = (seen.iter())
+        .filter(|op| op.paths() == [SPARE])
+        .cloned()
+        .collect();
+    let set_len = DiskOp::SetLen {
+        path: SPARE.to_string(),
+        len: 8 << 10,
+    };
+    let expected = vec![write(SPARE, 0, zeros), sync(SPARE), set_len, sync(SPARE)];
+    assert_eq!(spare_ops, expected);
+    for (index, op) in seen.iter().enumerate() {
+        let is_spare = op.paths() == [SPARE];
+        assert_eq!(is_spare, index % 3 == 0, "alternation at {index}: {seen:?}");
+    }
+    assert!(wal.is_idle(), "the spare is ready");
+    // Fill the segment until a batch does not fit: it rolls over into the spare.
+    let ops = loop {
+        entry(&mut wal, &payload);
+        let ops = run_all(&mut wal);
+        if ops.len() > 2 {
+            break ops;
+        }
+    };
+    let DiskOp::Write { path, offset, .. } = &ops[0] else {
+        panic!("{ops:?}");
+    };
+    assert_eq!((path.as_str(), *offset), (SPARE, 0));
+    let name = match &ops[2] {
+        DiskOp::Rename { from, to } if from == SPARE => to.clone(),
+        other => panic!("expected the spare renamed, got {other:?}"),
+    };
+    assert_eq!(ops[1], sync(SPARE));
+    assert_eq!(ops[3], DiskOp::SyncDir);
+    assert!(matches!(&ops[4], DiskOp::Write { path, offset: 64, .. } if *path == name));
+    assert_eq!(ops[5], sync(&name));
+}
+
+#[test]
+fn a_spare_of_a_large_segment_is_written_a_piece_at_a_time() {
+    // Checks that a segment larger than SPARE_WRITE_SIZE is prepared in pieces of at most
+    // that size, each followed by its sync, covering the whole segment exactly.
+    use crate::wal::{SPARE_SEGMENT_NAME as SPARE, SPARE_WRITE_SIZE};
+    let mut config = config();
+    config.segment_size = 2 * SPARE_WRITE_SIZE + 4_096;
+    config.spare_prepare_at_percent = 1;
+    let mut wal = Wal::new(config).unwrap();
+    let payload = "p".repeat(2_000);
+    let mut ops = Vec::new();
+    while ops.is_empty() {
+        entry(&mut wal, &payload);
+        while let Some((tag, op)) = wal.poll_io(Instant::ZERO) {
+            wal.complete(tag, Ok(DiskReply::Done));
+            if op.paths() == [SPARE] {
+                ops.push(op);
+                break;
+            }
+        }
+    }
+    ops.extend(run_all(&mut wal));
+    let mut pieces = Vec::new();
+    for pair in ops.chunks(2).take(3) {
+        match pair {
+            [DiskOp::Write { offset, data, .. }, DiskOp::Sync { .. }] => {
+                pieces.push((*offset, data.len() as u64));
+            }
+            other => panic!("expected a write and a sync, got {other:?}"),
+        }
+    }
+    let size = SPARE_WRITE_SIZE;
+    assert_eq!(pieces, vec![(0, size), (size, size), (2 * size, 4_096)]);
+    assert!(matches!(ops[6], DiskOp::SetLen { .. }), "{:?}", ops[6]);
+    assert_eq!(ops[7], sync(SPARE));
+    assert_eq!(ops.len(), 8);
+}
+
+#[test]
+fn with_the_spare_off_no_spare_op_is_ever_handed_out() {
+    // Checks spare_prepare_at_percent = 0: a full segment's worth of appends hands out no
+    // op on the spare.
+    use crate::wal::SPARE_SEGMENT_NAME as SPARE;
+    let mut config = small_segments();
+    config.spare_prepare_at_percent = 0;
+    let mut wal = Wal::new(config).unwrap();
+    let payload = "q".repeat(900);
+    for _ in 0..20 {
+        entry(&mut wal, &payload);
+        let ops = run_all(&mut wal);
+        assert!(ops.iter().all(|op| op.paths() != [SPARE]), "{ops:?}");
+    }
 }

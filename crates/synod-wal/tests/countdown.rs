@@ -1,5 +1,9 @@
 //! The countdown sweep: fail the Nth storage call of a workload, for every N, then recover
 //! and check that the log is a prefix of what was appended holding every acknowledged entry.
+//! The workload appends, truncates, compacts, resets the log and rolls segments both by
+//! creating them and by renaming a prepared spare.
+
+use std::collections::BTreeSet;
 
 mod common;
 
@@ -9,7 +13,7 @@ use synod_core::disk::DiskOp;
 use synod_wal::{AfterCountdown, CheckedStorage, CountdownStorage, MemStorage, Storage, SyncWal};
 
 const WORKLOAD_SEED: u64 = 7;
-const WORKLOAD_STEPS: usize = 400;
+const WORKLOAD_STEPS: usize = 600;
 
 /// Runs the workload over a storage that fails call `fail_at` (0: never); returns the
 /// storage inside, the model, the number of calls made and the op that was failed.
@@ -39,6 +43,7 @@ fn every_single_failure_point_recovers_a_prefix_with_every_acknowledged_entry() 
     assert!(failed.is_none());
     assert!(reference.truncations_count() > 3, "the workload truncates");
     assert!(reference.compaction_max() > 20, "the workload compacts");
+    assert!(reference.resets_count() > 2, "the workload resets the log");
     let segments = reference_storage.list().unwrap();
     assert!(
         segments[0] != "wal-00000000000000000001.log",
@@ -53,12 +58,14 @@ fn every_single_failure_point_recovers_a_prefix_with_every_acknowledged_entry() 
         "the workload acknowledges entries"
     );
     assert!(
-        calls > 300,
+        calls > 500,
         "the workload makes enough calls to sweep ({calls})"
     );
+    let mut failed_kinds = BTreeSet::new();
     for fail_at in 1..=calls {
         let replay = format!("cargo test -p synod-wal --test countdown (fail_at {fail_at})");
         let (mut storage, model, _, failed) = run_with_failure(fail_at);
+        failed_kinds.extend(failed.as_ref().map(DiskOp::kind));
         let mut power_loss = storage.clone();
         power_loss.crash();
         if let Err(problem) = recover_and_check(power_loss, &model) {
@@ -81,6 +88,14 @@ fn every_single_failure_point_recovers_a_prefix_with_every_acknowledged_entry() 
         if let Err(problem) = recover_and_check(storage, &model) {
             panic!("power loss after the restart of call {fail_at}: {problem}; {replay}");
         }
+    }
+    // Renames are the spare becoming a segment; removals are compactions and resets.
+    let kinds = ["write", "sync", "set_len", "rename", "remove", "sync_dir"];
+    for kind in kinds {
+        assert!(
+            failed_kinds.contains(kind),
+            "no {kind} was failed: {failed_kinds:?}"
+        );
     }
 }
 

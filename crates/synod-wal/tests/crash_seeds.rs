@@ -1,6 +1,6 @@
 //! Power losses at random points of random workloads, against a disk that keeps a random
 //! subset of unsynced writes and tears them at sector boundaries: no acknowledged entry is
-//! lost, no entry is invented, nothing panics.
+//! lost, no entry is invented, a reset comes back whole or not at all, nothing panics.
 
 mod common;
 
@@ -46,13 +46,18 @@ fn run_workload_unflushed(
     steps: usize,
 ) -> bool {
     let ok = run_workload(wal, model, prng, steps);
+    // A reset cut short by the crash: the old log or the new one must come back.
+    if prng.below(4) == 0 {
+        common::reset(wal, model, prng);
+    }
     for _ in 0..prng.below(5) {
         let data = common::payload(prng, 600);
         if wal.append(data.clone()).is_ok() {
             model.append(data);
         }
     }
-    for _ in 0..prng.below(4) {
+    // Up to a dozen ops: far enough to crash anywhere in a reset and the removals after it.
+    for _ in 0..prng.below(12) {
         wal.step_io();
     }
     for output in wal.take_outputs() {

@@ -6,7 +6,7 @@ mod common;
 
 use bytes::Bytes;
 use synod_core::Prng;
-use synod_wal::{MemStorage, OpenError, RecoveryError, Storage, SyncWal, WalEntry};
+use synod_wal::{MemStorage, OpenError, Recovery, RecoveryError, Storage, SyncWal, WalEntry};
 
 const FIRST: &str = "wal-00000000000000000001.log";
 
@@ -211,7 +211,11 @@ fn a_truncated_file_is_torn_at_the_end_and_corrupt_in_the_middle() {
 
     let (mut wal, _) = SyncWal::open(MemStorage::new(), common::config()).unwrap();
     let mut prng = Prng::from_seed(4);
-    while wal.storage_mut().list().unwrap().len() < 2 {
+    let segments_count = |wal: &mut SyncWal<MemStorage>| {
+        let names = wal.storage_mut().list().unwrap();
+        Recovery::segment_names(&names).unwrap().len()
+    };
+    while segments_count(&mut wal) < 2 {
         wal.append(common::payload(&mut prng, 600)).unwrap();
         wal.flush().unwrap();
     }

@@ -17,7 +17,9 @@ use crate::scenarios;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
-    /// Simulated events per second on one core: a 5-node heartbeat cluster, faults on.
+    /// Simulated events per second on one core: a 5-node cluster, every fault kind on.
+    /// `--scenario raft` runs replicas with closed-loop clients and also prints committed
+    /// operations per simulated second.
     Sim {
         /// Events per measured run.
         #[arg(long, default_value_t = 5_000_000)]
@@ -25,6 +27,12 @@ pub enum BenchCommand {
         /// Measured runs (seeds 1..=runs); the median is reported.
         #[arg(long, default_value_t = 3)]
         runs: u64,
+        /// heartbeat or raft.
+        #[arg(long, default_value = "heartbeat")]
+        scenario: String,
+        /// A fault preset (see `synod sim --faults`); `all` turns every kind on.
+        #[arg(long, default_value = "all")]
+        faults: String,
     },
     /// Messages per second through a chain of actors on the tokio executor.
     Actors {
@@ -55,13 +63,40 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 60)]
         safety_secs: u64,
     },
+    /// synod-check on generated histories of every shape: generation, parse and check
+    /// times, each model alone, verdicts and peak memory per shape; prints JSON.
+    Check(crate::bench_check::BenchCheckArgs),
+    /// The key-value state machine: memory per key, Put applies per second, snapshot and
+    /// restore time; prints JSON.
+    Kv {
+        /// Keys put (one Put entry each).
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+        /// Bytes per value.
+        #[arg(long, default_value_t = 16)]
+        value_size: usize,
+    },
 }
 
 pub fn run(command: BenchCommand) -> Result<ExitCode> {
     match command {
-        BenchCommand::Sim { events, runs } => bench_sim(events, runs),
+        BenchCommand::Sim {
+            events,
+            runs,
+            scenario,
+            faults,
+        } => match scenario.as_str() {
+            "heartbeat" => bench_sim(events, runs, &faults),
+            "raft" => crate::bench_raft::run(events, runs, &faults),
+            other => bail!("bench sim: unknown scenario {other:?}: choose heartbeat or raft"),
+        },
         BenchCommand::Actors { chain, messages } => bench_actors(chain, messages),
         BenchCommand::Detector { seeds, safety_secs } => bench_detector(seeds, safety_secs),
+        BenchCommand::Check(args) => crate::bench_check::run(&args),
+        BenchCommand::Kv { keys, value_size } => {
+            println!("{}", crate::bench_kv::run(keys, value_size)?);
+            Ok(ExitCode::SUCCESS)
+        }
         BenchCommand::Wal {
             dir,
             appends,
@@ -76,14 +111,14 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
     }
 }
 
-fn bench_sim(events: u64, runs: u64) -> Result<ExitCode> {
+fn bench_sim(events: u64, runs: u64, faults: &str) -> Result<ExitCode> {
     if runs == 0 || events == 0 {
         bail!("--events and --runs must be positive");
     }
-    let mut options = RunOptions::with_faults(scenarios::fault_preset("all")?);
+    let mut options = RunOptions::with_faults(scenarios::fault_preset(faults)?);
     options.safety_duration = Duration::from_secs(1_000_000);
     let factory = || Box::new(HeartbeatScenario::new(5)) as Box<dyn Scenario>;
-    println!("simulator: 5-node heartbeat cluster, every fault kind on, one thread");
+    println!("simulator: 5-node heartbeat cluster, faults {faults}, one thread");
     let mut rates = Vec::new();
     for seed in 1..=runs {
         let started = Instant::now();

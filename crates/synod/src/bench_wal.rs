@@ -5,7 +5,10 @@
 //! it takes every append waiting in its bounded queue, appends them, and flushes them as one
 //! batch (one write, one fdatasync) — group commit — before acknowledging them all.
 //! Each run starts on a log whose first segment already exists (preallocation is a one-time
-//! cost per 64 MiB segment, reported separately by the segment-creation latency).
+//! cost per 64 MiB segment). The roll-over runs measure that cost: one writer of 4 KiB
+//! records over small segments, with the spare segment prepared in the background and with
+//! it turned off (every roll-over then creates and preallocates its segment on the commit
+//! path).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -172,6 +175,75 @@ pub fn clients_run(dir: &Path, writers: usize, appends_total: u64) -> Result<Wri
     })
 }
 
+/// Segments of the roll-over runs: small, so a run rolls over several times.
+const ROLL_SEGMENT_SIZE: u64 = 4 << 20;
+/// The record payload of the roll-over runs.
+const ROLL_RECORD_SIZE: usize = 4_096;
+
+/// One roll-over run: latencies of single appends across segment roll-overs.
+#[derive(Clone, Copy, Debug)]
+pub struct RollFigures {
+    pub spare_prepare_at_percent: u32,
+    pub appends_count: u64,
+    pub segments_count: u64,
+    pub latency_mean_micros: f64,
+    pub latency_p99_micros: f64,
+    pub latency_p999_micros: f64,
+    pub latency_max_micros: f64,
+}
+
+/// One writer appends `appends_count` 4 KiB records, each flushed alone, over 4 MiB
+/// segments, with the spare prepared from `spare_prepare_at_percent` (0: no spare).
+pub fn roll_run(
+    dir: &Path,
+    spare_prepare_at_percent: u32,
+    appends_count: u64,
+) -> Result<RollFigures> {
+    let config = WalConfig {
+        segment_size: ROLL_SEGMENT_SIZE,
+        // A batch must fit a fresh segment with its header, and a record a batch.
+        batch_size_max: 1 << 20,
+        record_size_max: 64 << 10,
+        spare_prepare_at_percent,
+        ..WalConfig::default()
+    };
+    let storage = FileStorage::open(dir).map_err(|e| anyhow!("{e}"))?;
+    let (mut wal, _) = SyncWal::open(CheckedStorage::new(storage), config)
+        .map_err(|e| anyhow!("open the log: {e}"))?;
+    let payload = Bytes::from(vec![0x17u8; ROLL_RECORD_SIZE]);
+    let mut latencies = Vec::with_capacity(appends_count as usize);
+    for _ in 0..appends_count {
+        let begun = Instant::now();
+        let sequence = wal
+            .append(payload.clone())
+            .map_err(|e| anyhow!("append: {e}"))?;
+        let durable = wal.flush().map_err(|e| anyhow!("flush: {e}"))?;
+        assert!(
+            sequence <= durable,
+            "acknowledging {sequence} before it is durable"
+        );
+        latencies.push(begun.elapsed().as_secs_f64() * 1e6);
+    }
+    let segments_count = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".log"))
+        .count() as u64;
+    latencies.sort_by(f64::total_cmp);
+    let at = |per_mille: usize| {
+        let index = (latencies.len() * per_mille / 1000).min(latencies.len() - 1);
+        latencies[index]
+    };
+    Ok(RollFigures {
+        spare_prepare_at_percent,
+        appends_count,
+        segments_count,
+        latency_mean_micros: latencies.iter().sum::<f64>() / appends_count.max(1) as f64,
+        latency_p99_micros: at(990),
+        latency_p999_micros: at(999),
+        latency_max_micros: latencies.last().copied().unwrap_or(0.0),
+    })
+}
+
 /// Writes about `megabytes` of 4 KiB records, then times recovery (opening the log).
 /// Returns (bytes of segment files read, seconds).
 pub fn recovery_run(dir: &Path, megabytes: u64) -> Result<(u64, f64)> {
@@ -240,6 +312,23 @@ pub fn run(base: &Path, appends_total: u64, recovery_megabytes: u64) -> Result<S
         report_line("threads", &figures);
         threads.push(figures);
     }
+    let mut rolls = Vec::new();
+    for spare_prepare_at_percent in [0, 50] {
+        let dir = fresh_dir(base, &format!("wal-roll-{spare_prepare_at_percent}"))?;
+        let figures = roll_run(&dir, spare_prepare_at_percent, (appends_total / 2).max(100))?;
+        std::fs::remove_dir_all(&dir).ok();
+        eprintln!(
+            "roll    spare {:>2}%: {} segments, mean {:>8.1}us, p99 {:>8.1}us, p99.9 {:>8.1}us, \
+             max {:>8.1}us",
+            figures.spare_prepare_at_percent,
+            figures.segments_count,
+            figures.latency_mean_micros,
+            figures.latency_p99_micros,
+            figures.latency_p999_micros,
+            figures.latency_max_micros
+        );
+        rolls.push(figures);
+    }
     let recovery_dir = fresh_dir(base, "recovery")?;
     let (recovery_bytes, recovery_seconds) = recovery_run(&recovery_dir, recovery_megabytes)?;
     std::fs::remove_dir_all(&recovery_dir).ok();
@@ -248,6 +337,7 @@ pub fn run(base: &Path, appends_total: u64, recovery_megabytes: u64) -> Result<S
         &raw,
         &runs,
         &threads,
+        &rolls,
         recovery_bytes,
         recovery_seconds,
     ))
@@ -285,10 +375,33 @@ fn runs_json(name: &str, runs: &[WriterFigures]) -> String {
     text
 }
 
+fn rolls_json(rolls: &[RollFigures]) -> String {
+    let mut text = String::from("  \"wal_4k_segment_roll\": [\n");
+    for (index, roll) in rolls.iter().enumerate() {
+        let comma = if index + 1 < rolls.len() { "," } else { "" };
+        text.push_str(&format!(
+            "    {{\"spare_prepare_at_percent\": {}, \"segment_size\": {ROLL_SEGMENT_SIZE}, \
+             \"appends\": {}, \"segments\": {}, \"latency_mean_us\": {:.1}, \
+             \"latency_p99_us\": {:.1}, \"latency_p999_us\": {:.1}, \
+             \"latency_max_us\": {:.1}}}{comma}\n",
+            roll.spare_prepare_at_percent,
+            roll.appends_count,
+            roll.segments_count,
+            roll.latency_mean_micros,
+            roll.latency_p99_micros,
+            roll.latency_p999_micros,
+            roll.latency_max_micros
+        ));
+    }
+    text.push_str("  ],\n");
+    text
+}
+
 fn render_json(
     raw: &RawFigures,
     runs: &[WriterFigures],
     threads: &[WriterFigures],
+    rolls: &[RollFigures],
     bytes: u64,
     seconds: f64,
 ) -> String {
@@ -302,6 +415,7 @@ fn render_json(
     ));
     text.push_str(&runs_json("wal_256b_clients", runs));
     text.push_str(&runs_json("wal_256b_threads", threads));
+    text.push_str(&rolls_json(rolls));
     if let (Some(one), Some(sixty_four)) = (one, sixty_four) {
         text.push_str(&format!(
             "  \"one_writer_latency_vs_raw\": {:.2},\n  \

@@ -23,6 +23,14 @@ pub struct CheckArgs {
     /// Time budget per key, in seconds; a key whose search exceeds it is "unknown".
     #[arg(long, default_value_t = 60.0)]
     timeout: f64,
+    /// Time budget of the whole-history sequential-consistency search, in seconds (it runs
+    /// only when some key is not linearizable but every key is sequentially consistent on
+    /// its own); when it runs out the model is "unknown".
+    #[arg(long, default_value_t = 60.0)]
+    sequential_timeout: f64,
+    /// Configuration budget of that search (a limit that does not depend on the machine).
+    #[arg(long, default_value_t = synod_check::SEQUENTIAL_NODES_MAX_DEFAULT)]
+    sequential_nodes_max: u64,
     /// Memory budget of all searches together, in GiB.
     #[arg(long, default_value_t = 3.0)]
     memory_gib: f64,
@@ -32,7 +40,8 @@ pub struct CheckArgs {
     /// Print the report as JSON on standard output.
     #[arg(long)]
     json: bool,
-    /// Where to write the HTML timeline of the first linearizability violation.
+    /// Where to write the HTML timeline of the first linearizability violation (or, when
+    /// there is none, of the first sequential-consistency violation).
     #[arg(long, default_value = "synod-check.html")]
     html: String,
     /// Do not write the HTML timeline.
@@ -115,6 +124,12 @@ fn check(history: &History, args: &CheckArgs) -> Result<Report> {
             args.timeout
         );
     }
+    if !args.sequential_timeout.is_finite() || args.sequential_timeout <= 0.0 {
+        bail!(
+            "--sequential-timeout ({}) must be a positive number of seconds",
+            args.sequential_timeout
+        );
+    }
     if !args.memory_gib.is_finite() || args.memory_gib <= 0.0 {
         bail!("--memory-gib ({}) must be positive", args.memory_gib);
     }
@@ -138,6 +153,9 @@ fn check(history: &History, args: &CheckArgs) -> Result<Report> {
         clock_nanos: &clock,
         memory_bytes_max: (args.memory_gib * (1u64 << 30) as f64) as usize,
         threads: threads.max(1),
+        sequential_timeout_nanos: Some((args.sequential_timeout * 1e9) as u64),
+        sequential_nodes_max: args.sequential_nodes_max,
+        session_steps_max: synod_check::session::STEPS_MAX_DEFAULT,
     };
     Ok(synod_check::check(history, &options))
 }
@@ -146,19 +164,30 @@ fn write_timeline(history: &History, report: &Report, args: &CheckArgs) -> Resul
     if args.no_html {
         return Ok(());
     }
-    let Some(violation) = report
+    // The first linearizability violation, else the first sequential one (when only that
+    // model was checked).
+    let linear = report
         .linearizable
         .as_ref()
-        .and_then(|model| model.violations.first())
-    else {
-        return Ok(());
+        .and_then(|model| model.violations.first());
+    let sequential = report
+        .sequential
+        .as_ref()
+        .and_then(|model| model.violations.first());
+    let (page, what) = match (linear, sequential) {
+        (Some(violation), _) => (
+            html::timeline(history, violation),
+            format!("key {:?}", violation.key),
+        ),
+        (None, Some(violation)) => (
+            html::sequential_timeline(history, violation),
+            format!("keys {:?}", violation.keys),
+        ),
+        (None, None) => return Ok(()),
     };
-    std::fs::write(&args.html, html::timeline(history, violation))
+    std::fs::write(&args.html, page)
         .with_context(|| format!("writing the timeline {}", args.html))?;
-    eprintln!(
-        "timeline of key {:?} written to {}",
-        violation.key, args.html
-    );
+    eprintln!("timeline of {what} written to {}", args.html);
     Ok(())
 }
 

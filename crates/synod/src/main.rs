@@ -4,6 +4,9 @@
 //! (`synod bench`); the server, cluster and checker commands join it as they are built.
 
 mod bench;
+mod bench_check;
+mod bench_kv;
+mod bench_raft;
 mod bench_wal;
 mod check;
 mod raw_disk;

@@ -15,8 +15,9 @@ use crate::scenarios;
 #[derive(Args, Debug, Clone)]
 pub struct SimArgs {
     /// The scenario to run: heartbeat (the phi-accrual failure-detection cluster), wal (the
-    /// write-ahead log under crashes and disk faults), pingpong.
-    #[arg(long, default_value = "heartbeat")]
+    /// write-ahead log under crashes and disk faults), raft (replicas and clients, every
+    /// history checked for linearizability), pingpong. `--protocol` is an alias.
+    #[arg(long, alias = "protocol", default_value = "heartbeat")]
     pub scenario: String,
     /// Run this one seed.
     #[arg(long, conflicts_with = "seeds")]
@@ -30,6 +31,10 @@ pub struct SimArgs {
     /// Write a readable line per event to FILE (single seed only).
     #[arg(long, requires = "seed")]
     pub trace: Option<PathBuf>,
+    /// Write the clients' history (JSON Lines, the input of `synod check`) to FILE (raft
+    /// scenario, single seed).
+    #[arg(long, requires = "seed")]
+    pub history: Option<PathBuf>,
     /// Worker threads for sweeps (each run stays on one thread).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -96,8 +101,25 @@ pub fn run_options(args: &SimArgs) -> Result<RunOptions> {
 }
 
 pub fn run(args: &SimArgs) -> Result<ExitCode> {
-    let factory = scenarios::factory(&args.scenario, args.nodes)?;
     let options = run_options(args)?;
+    if let Some(path) = &args.history {
+        if args.scenario != "raft" {
+            bail!("--history is recorded by the raft scenario only");
+        }
+        let sink = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let factory = scenarios::raft_with_history(args.nodes, sink.clone())?;
+        let code = run_single(args, &*factory, &options, args.seed.unwrap_or(0))?;
+        let history = sink
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+            .unwrap_or_default();
+        std::fs::write(path, history)
+            .with_context(|| format!("cannot write the history to {}", path.display()))?;
+        println!("history: {}", path.display());
+        return Ok(code);
+    }
+    let factory = scenarios::factory(&args.scenario, args.nodes)?;
     match &args.seeds {
         Some(seeds) => run_sweep(args, &*factory, &options, seeds.clone()),
         None => run_single(args, &*factory, &options, args.seed.unwrap_or(0)),

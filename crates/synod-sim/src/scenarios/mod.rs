@@ -3,4 +3,7 @@
 
 pub mod heartbeat;
 pub mod pingpong;
+pub mod raft;
+pub mod raft_client;
+pub mod raft_operator;
 pub mod wal;

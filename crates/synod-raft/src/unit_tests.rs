@@ -1,0 +1,311 @@
+//! Exact-output tests: a node in a known state, one input, the precise effects and state.
+
+use bytes::Bytes;
+use synod_core::{Instant, LogIndex, NodeId, Outbox, Prng, Protocol, Term};
+
+use crate::io::{Input, Output, Persist, Role};
+use crate::message::{Message, MessageBody};
+use crate::types::{Entry, EntryPayload, HardState, Membership, Recovered};
+use crate::{Raft, RaftConfig};
+
+fn node(id: u64, recovered: Recovered) -> Raft {
+    let voters = [NodeId(1), NodeId(2), NodeId(3)];
+    let config = RaftConfig::default();
+    Raft::new(
+        NodeId(id),
+        config,
+        Prng::from_seed(id),
+        Membership::with_voters(&voters),
+        recovered,
+    )
+}
+
+fn step(raft: &mut Raft, input: Input) -> Vec<Output> {
+    let mut out = Outbox::new(1024);
+    raft.step(Instant::from_nanos(1_000_000_000), input, &mut out);
+    out.drain().collect()
+}
+
+fn entry(index: u64, term: u64) -> Entry {
+    Entry {
+        term: Term(term),
+        index: LogIndex(index),
+        time_ns: 0,
+        payload: EntryPayload::Noop,
+    }
+}
+
+fn recovered(term: u64, entries: Vec<Entry>) -> Recovered {
+    Recovered {
+        hard_state: HardState {
+            term: Term(term),
+            vote: None,
+        },
+        snapshot: None,
+        entries,
+    }
+}
+
+fn message(from: u64, to: u64, term: u64, body: MessageBody) -> Input {
+    Input::Message(Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(term),
+        body,
+    })
+}
+
+#[test]
+fn a_vote_is_answered_only_after_it_is_durable() {
+    // Checks a granted vote first emits the Persist of term and vote, and the response
+    // leaves only with the matching Persisted input.
+    let mut raft = node(2, recovered(1, vec![entry(1, 1)]));
+    // Silence the boot-time stickiness: a node that just started ignores vote requests
+    // for one election timeout.
+    for _ in 0..RaftConfig::default().election_ticks {
+        raft.leader_silence_ticks += 1;
+    }
+    raft.election_elapsed = 0;
+    let request = MessageBody::VoteRequest {
+        pre_vote: false,
+        transfer: false,
+        last_index: LogIndex(1),
+        last_term: Term(1),
+    };
+    let outputs = step(&mut raft, message(1, 2, 2, request));
+    let hard_state = HardState {
+        term: Term(2),
+        vote: Some(NodeId(1)),
+    };
+    assert_eq!(
+        outputs,
+        vec![Output::Persist(Persist {
+            id: 1,
+            hard_state: Some(hard_state),
+            snapshot: None,
+            truncate_from: None,
+            entries: vec![],
+        })]
+    );
+    let outputs = step(&mut raft, Input::Persisted { id: 1 });
+    let response = Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(2),
+        body: MessageBody::VoteResponse {
+            pre_vote: false,
+            granted: true,
+        },
+    };
+    assert_eq!(outputs, vec![Output::Send(response)]);
+}
+
+#[test]
+fn a_vote_request_inside_the_leader_lease_is_ignored() {
+    // Checks stickiness: a node that heard from a leader recently neither votes nor
+    // raises its term.
+    let mut raft = node(2, recovered(1, vec![]));
+    let request = MessageBody::VoteRequest {
+        pre_vote: false,
+        transfer: false,
+        last_index: LogIndex(5),
+        last_term: Term(1),
+    };
+    let outputs = step(&mut raft, message(3, 2, 7, request));
+    assert!(outputs.is_empty(), "{outputs:?}");
+    assert_eq!(raft.term(), Term(1));
+    assert_eq!(raft.stats().votes_ignored_in_lease, 1);
+}
+
+#[test]
+fn an_append_from_an_old_term_is_answered_with_the_current_term() {
+    // Checks the generation clock: a deposed leader's append is refused and told the term.
+    let mut raft = node(2, recovered(5, vec![entry(1, 5)]));
+    let request = MessageBody::AppendRequest {
+        prev_index: LogIndex(1),
+        prev_term: Term(5),
+        entries: vec![entry(2, 3)],
+        commit: LogIndex(1),
+        sequence: 9,
+    };
+    let outputs = step(&mut raft, message(1, 2, 3, request));
+    let answer = Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(5),
+        body: MessageBody::AppendResponse {
+            success: false,
+            index: LogIndex(2),
+            hint_term: None,
+            sequence: 9,
+        },
+    };
+    assert_eq!(outputs, vec![Output::Send(answer)]);
+    assert_eq!(raft.last_index(), LogIndex(1));
+    assert_eq!(raft.stats().messages_stale_term, 1);
+}
+
+#[test]
+fn a_follower_appends_persists_then_acknowledges() {
+    // Checks the follower's append: Persist of the new entries first, the success answer
+    // only after Persisted, and the commit index capped by what it matched.
+    let mut raft = node(2, recovered(2, vec![entry(1, 1)]));
+    let request = MessageBody::AppendRequest {
+        prev_index: LogIndex(1),
+        prev_term: Term(1),
+        entries: vec![entry(2, 2), entry(3, 2)],
+        commit: LogIndex(9),
+        sequence: 4,
+    };
+    let outputs = step(&mut raft, message(1, 2, 2, request));
+    assert!(matches!(
+        &outputs[0],
+        Output::RoleChanged {
+            role: Role::Follower,
+            ..
+        }
+    ));
+    // The entry recovered from disk is durable and now committed: it applies at once.
+    assert_eq!(outputs[1], Output::Apply(vec![entry(1, 1)]));
+    assert_eq!(
+        outputs[2],
+        Output::Persist(Persist {
+            id: 1,
+            hard_state: None,
+            snapshot: None,
+            truncate_from: None,
+            entries: vec![entry(2, 2), entry(3, 2)],
+        })
+    );
+    assert_eq!(
+        outputs.len(),
+        3,
+        "nothing acknowledged or applied before durability"
+    );
+    assert_eq!(raft.commit_index(), LogIndex(3));
+    let outputs = step(&mut raft, Input::Persisted { id: 1 });
+    let ack = Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(2),
+        body: MessageBody::AppendResponse {
+            success: true,
+            index: LogIndex(3),
+            hint_term: None,
+            sequence: 4,
+        },
+    };
+    assert_eq!(
+        outputs,
+        vec![
+            Output::Send(ack),
+            Output::Apply(vec![entry(2, 2), entry(3, 2)])
+        ]
+    );
+}
+
+#[test]
+fn a_proposal_to_a_follower_names_the_leader() {
+    // Checks NotLeader carries the leader hint and nothing enters the log.
+    let mut raft = node(2, recovered(2, vec![]));
+    let heartbeat = MessageBody::AppendRequest {
+        prev_index: LogIndex(0),
+        prev_term: Term(0),
+        entries: vec![],
+        commit: LogIndex(0),
+        sequence: 1,
+    };
+    step(&mut raft, message(3, 2, 2, heartbeat));
+    let outputs = step(
+        &mut raft,
+        Input::Propose {
+            id: 5,
+            payload: Bytes::from_static(b"x"),
+            time_ns: 0,
+        },
+    );
+    assert_eq!(
+        outputs,
+        vec![Output::Rejected {
+            id: 5,
+            error: crate::ProposeError::NotLeader {
+                leader_hint: Some(NodeId(3))
+            }
+        }]
+    );
+    assert_eq!(raft.last_index(), LogIndex(0));
+}
+
+#[test]
+fn an_own_snapshot_finishing_after_an_installed_one_is_ignored() {
+    // Checks the race the simulator found: the node's own snapshot is written while the
+    // leader's snapshot replaces the log; the late one must be dropped, not trip an assert.
+    let entries = (1..=3).map(|index| entry(index, 1)).collect();
+    let mut raft = node(2, recovered(1, entries));
+    let append = MessageBody::AppendRequest {
+        prev_index: LogIndex(3),
+        prev_term: Term(1),
+        entries: vec![],
+        commit: LogIndex(3),
+        sequence: 1,
+    };
+    step(&mut raft, message(1, 2, 1, append));
+    assert_eq!(raft.applied_index(), LogIndex(3));
+    let meta = crate::SnapshotMeta {
+        last_index: LogIndex(10),
+        last_term: Term(1),
+        membership: raft.membership().clone(),
+    };
+    let install = MessageBody::InstallSnapshot {
+        meta: meta.clone(),
+        offset: 0,
+        size: 2,
+        data: Bytes::from_static(b"kv"),
+        sequence: 2,
+    };
+    let outputs = step(&mut raft, message(1, 2, 1, install));
+    assert!(matches!(outputs.last(), Some(Output::Persist(p)) if p.snapshot.is_some()));
+    let own = crate::Snapshot {
+        meta: crate::SnapshotMeta {
+            last_index: LogIndex(3),
+            ..meta
+        },
+        data: Bytes::from_static(b"old"),
+    };
+    let outputs = step(&mut raft, Input::SnapshotTaken { snapshot: own });
+    assert!(outputs.is_empty(), "{outputs:?}");
+    assert_eq!(raft.first_index(), LogIndex(11));
+}
+
+#[test]
+fn compaction_keeps_the_configuration_its_entries_carried() {
+    // Checks the bug the simulator found: compacting away the entry that carried the
+    // configuration must not revert the node to an older one.
+    let two = Membership::with_voters(&[NodeId(2), NodeId(3)]);
+    let mut entries: Vec<Entry> = (1..=6).map(|index| entry(index, 1)).collect();
+    entries[2].payload = EntryPayload::Membership(two.clone());
+    let mut raft = node(2, recovered(1, entries));
+    let append = MessageBody::AppendRequest {
+        prev_index: LogIndex(6),
+        prev_term: Term(1),
+        entries: vec![],
+        commit: LogIndex(6),
+        sequence: 1,
+    };
+    step(&mut raft, message(3, 2, 1, append));
+    assert_eq!(raft.applied_index(), LogIndex(6));
+    let snapshot = crate::Snapshot {
+        meta: crate::SnapshotMeta {
+            last_index: LogIndex(6),
+            last_term: Term(1),
+            membership: raft.membership_at(LogIndex(6)),
+        },
+        data: Bytes::from_static(b"kv"),
+    };
+    assert_eq!(snapshot.meta.membership, two);
+    raft.config.snapshot_trailing_entries = 0;
+    step(&mut raft, Input::SnapshotTaken { snapshot });
+    assert_eq!(raft.first_index(), LogIndex(7));
+    assert_eq!(raft.membership(), &two);
+    assert_eq!(raft.membership_at(LogIndex(6)), two);
+}
