@@ -556,10 +556,16 @@ pub struct RaftScenario {
     history_sink: Option<HistorySink>,
     /// The operator on node 1 that changes membership and leadership during the run.
     operator: Option<OperatorPlan>,
+    /// Stale reads answered: (when, key, value read), checked against the writes.
+    stale_reads: Vec<(Instant, u8, Value)>,
+
     /// Operator changes the leader carried out (applied or started) and refused.
     operator_changes_done: u64,
     operator_changes_refused: u64,
 }
+
+/// Stale reads remembered for the check, at most.
+const STALE_READS_CHECKED_MAX: usize = 100_000;
 
 /// Receives a run's history at the end of the run.
 pub type HistorySink = Arc<Mutex<Option<String>>>;
@@ -592,6 +598,8 @@ impl RaftScenario {
             history_check_in_report: true,
             history_sink: None,
             operator: Some(OperatorPlan::default()),
+            stale_reads: Vec::new(),
+
             operator_changes_done: 0,
             operator_changes_refused: 0,
         }
@@ -667,8 +675,12 @@ impl RaftScenario {
             if let Some(event) = record.downcast::<HistoryEvent>() {
                 self.history
                     .on_event(record.at, record.node, event, healed_at)?;
-            } else if record.downcast::<StaleReadServed>().is_some() {
+            } else if let Some(stale) = record.downcast::<StaleReadServed>() {
                 self.history.reads_stale_served += 1;
+                if self.stale_reads.len() < STALE_READS_CHECKED_MAX {
+                    self.stale_reads
+                        .push((record.at, stale.key, stale.value.clone()));
+                }
             } else if let Some(change) = record.downcast::<OperatorChange>() {
                 if change.outcome.starts_with("Applied") || change.outcome == "Accepted" {
                     self.operator_changes_done += 1;
@@ -735,7 +747,39 @@ impl RaftScenario {
     }
 
     /// Runs synod-check on the history; `Err` with its explanation unless linearizable.
+    /// Stale reads may be old, but never invented: each value read must have been written
+    /// to that key by a write invoked before the read was answered.
+    fn check_stale_reads(&self) -> Result<(), String> {
+        let mut first_written: BTreeMap<(u8, Value), Instant> = BTreeMap::new();
+        for line in &self.history.lines {
+            let event = &line.event;
+            let written = match (&event.kind, &event.call) {
+                (HistoryKind::Invoke, Call::Write(value) | Call::Cas(_, value)) => value,
+                _ => continue,
+            };
+            first_written
+                .entry((event.key, written.clone()))
+                .or_insert(line.time);
+        }
+        for (at, key, value) in &self.stale_reads {
+            if *value == Value::Null {
+                continue;
+            }
+            let written_at = first_written.get(&(*key, value.clone()));
+            if written_at.is_none_or(|written_at| written_at > at) {
+                return Err(format!(
+                    "a stale read of key {key} answered at {at:?} returned {value}, which no \
+                     write had produced by then"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn check_history(&mut self) -> Result<(), String> {
+        if self.history.operations_unrecorded == 0 {
+            self.check_stale_reads()?;
+        }
         let text = self.history.jsonl();
         let history = parse_history(&text, ParseOptions::default()).map_err(|error| {
             format!("the recorded history is malformed (a scenario bug): {error}")

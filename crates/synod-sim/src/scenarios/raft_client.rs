@@ -184,10 +184,13 @@ pub struct HistoryEvent {
 }
 
 /// Observation: a stale read was answered (these are not linearizable by design, so they
-/// stay out of the history; the scenario counts them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// stay out of the history; the scenario counts them and checks that each returned a value
+/// some write had produced by then).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaleReadServed {
     pub staleness_ns: Option<u64>,
+    pub key: u8,
+    pub value: Value,
 }
 
 /// Observation: a replica answered something the protocol does not allow (an undecodable
@@ -569,7 +572,8 @@ impl Client {
                 mut call,
                 consistency,
             } => {
-                let kind = self.judge(ctx, inbound.from, &mut call, consistency, response.outcome);
+                let outcome = response.outcome;
+                let kind = self.judge(ctx, inbound.from, key, &mut call, consistency, outcome);
                 self.complete(ctx, key, &call, consistency, kind);
             }
         }
@@ -650,6 +654,7 @@ impl Client {
         &mut self,
         ctx: &mut Context<'_, ClientMessage>,
         from: NodeId,
+        key: u8,
         call: &mut Call,
         consistency: Option<ReadConsistency>,
         outcome: Outcome,
@@ -683,7 +688,12 @@ impl Client {
                 };
                 *read = value.as_deref().map_or(Value::Null, parse_value);
                 if consistency == Some(ReadConsistency::Stale) {
-                    ctx.observe(StaleReadServed { staleness_ns });
+                    let value = read.clone();
+                    ctx.observe(StaleReadServed {
+                        staleness_ns,
+                        key,
+                        value,
+                    });
                 }
                 HistoryKind::Ok
             }
