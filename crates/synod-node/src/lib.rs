@@ -20,6 +20,7 @@ pub mod client;
 pub mod detector_actor;
 pub mod incarnation;
 pub mod membership;
+pub mod peer;
 pub mod raft_storage;
 pub mod replica;
 pub mod supervisor;

@@ -14,7 +14,6 @@ use bytes::Bytes;
 use synod_actor::{Actor, Context, DiskCompletion, DiskRequestId, Inbound, Port};
 use synod_core::{Instant, LogIndex, NodeId, Outbox, Protocol, Validate};
 use synod_kv::{ApplyContext, KvConfig, KvStore};
-use synod_raft::codec::{decode_message_bytes, encode_message};
 use synod_raft::{
     EntryPayload, Input, Membership, Output, ProposeError, Raft, RaftConfig, ReadError, ReadLevel,
     Recovered, Role, Snapshot, SnapshotMeta,
@@ -24,6 +23,7 @@ use synod_wal::IoTag;
 use crate::client::{
     AdminRequest, ClientRequest, ClientResponse, Outcome, ReadConsistency, RequestBody,
 };
+use crate::peer::{PeerDecodeError, decode_peer_message, encode_peer_message};
 use crate::raft_storage::{RaftStorage, RaftStorageConfig, StorageOutput};
 
 /// The port Raft peer messages travel on.
@@ -47,6 +47,9 @@ pub struct ReplicaConfig {
     pub storage: RaftStorageConfig,
     /// The initial voters, used when neither snapshot nor log holds a configuration.
     pub bootstrap: Vec<NodeId>,
+    /// The cluster's id: peer messages carry it, and those from another cluster are refused
+    /// and counted.
+    pub cluster_id: u64,
 }
 
 /// Messages of the replica actor.
@@ -76,6 +79,7 @@ struct Waiter {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplicaStats {
     pub peer_messages_undecodable: u64,
+    pub peer_messages_foreign: u64,
     pub peer_messages_spoofed: u64,
     pub client_requests_undecodable: u64,
     pub client_requests_refused: u64,
@@ -240,12 +244,8 @@ impl ReplicaActor {
         match output {
             Output::Persist(persist) => self.storage.persist(persist),
             Output::Send(message) => {
-                let mut bytes = Vec::new();
-                encode_message(&message, &mut bytes);
-                if ctx
-                    .send_to_node(message.to, RAFT_PORT, Bytes::from(bytes))
-                    .is_err()
-                {
+                let bytes = encode_peer_message(self.config.cluster_id, &message);
+                if ctx.send_to_node(message.to, RAFT_PORT, bytes).is_err() {
                     self.stats.sends_failed += 1;
                 }
             }
@@ -524,8 +524,12 @@ impl ReplicaActor {
     }
 
     fn on_peer_message(&mut self, ctx: &mut Context<'_, ReplicaMessage>, inbound: Inbound) {
-        let message = match decode_message_bytes(&inbound.payload) {
+        let message = match decode_peer_message(self.config.cluster_id, &inbound.payload) {
             Ok(message) => message,
+            Err(PeerDecodeError::ForeignCluster { .. }) => {
+                self.stats.peer_messages_foreign += 1;
+                return;
+            }
             Err(_) => {
                 self.stats.peer_messages_undecodable += 1;
                 return;

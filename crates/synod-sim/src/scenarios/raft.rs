@@ -107,6 +107,7 @@ pub fn scenario_replica_config(nodes_count: usize, lease: Option<LeaseConfig>) -
             snapshot_size_max: 64 << 20,
         },
         bootstrap: (1..=nodes_count as u64).map(NodeId).collect(),
+        cluster_id: SCENARIO_CLUSTER_ID,
     }
 }
 
@@ -563,6 +564,9 @@ pub struct RaftScenario {
     operator_changes_done: u64,
     operator_changes_refused: u64,
 }
+
+/// The cluster id the scenario's replicas share.
+pub const SCENARIO_CLUSTER_ID: u64 = 0x5e_ed;
 
 /// Stale reads remembered for the check, at most.
 const STALE_READS_CHECKED_MAX: usize = 100_000;
