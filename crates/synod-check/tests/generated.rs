@@ -38,12 +38,9 @@ fn value_of(choice: u64, values: u64) -> Value {
     }
 }
 
-/// Cases per property: 2000, or `SYNOD_CHECK_CASES` for a longer sweep.
+/// Cases per property (`SYNOD_CHECK_CASES` for a longer sweep).
 fn cases() -> u32 {
-    std::env::var("SYNOD_CHECK_CASES")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(2000)
+    common::cases_count(2000)
 }
 
 proptest! {

@@ -20,11 +20,7 @@ const SEQUENTIAL_ONLY: Models = Models {
 };
 
 fn run(history: &History) -> Report {
-    let options = CheckOptions {
-        models: SEQUENTIAL_ONLY,
-        ..CheckOptions::default()
-    };
-    check(history, &options)
+    common::check_models(history, SEQUENTIAL_ONLY)
 }
 
 fn verdict(history: &History) -> Verdict {
@@ -323,12 +319,9 @@ fn ok_reads(history: &History) -> Vec<usize> {
         .collect()
 }
 
-/// Cases per property: 1000, or `SYNOD_CHECK_CASES` for a longer sweep.
+/// Cases per property (`SYNOD_CHECK_CASES` for a longer sweep).
 fn cases_count() -> u32 {
-    std::env::var("SYNOD_CHECK_CASES")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(1000)
+    common::cases_count(1000)
 }
 
 proptest! {

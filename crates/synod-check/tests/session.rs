@@ -20,11 +20,7 @@ const SESSION_ONLY: Models = Models {
 };
 
 fn run(history: &History) -> Report {
-    let options = CheckOptions {
-        models: SESSION_ONLY,
-        ..CheckOptions::default()
-    };
-    check(history, &options)
+    common::check_models(history, SESSION_ONLY)
 }
 
 /// A read of a value nobody wrote, by a process of its own: the key then has no sequential
@@ -223,12 +219,9 @@ fn versions_count(history: &History) -> usize {
         .count()
 }
 
-/// Cases per property: 1000, or `SYNOD_CHECK_CASES` for a longer sweep.
+/// Cases per property (`SYNOD_CHECK_CASES` for a longer sweep).
 fn cases_count() -> u32 {
-    std::env::var("SYNOD_CHECK_CASES")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(1000)
+    common::cases_count(1000)
 }
 
 proptest! {

@@ -214,6 +214,33 @@ impl Raft {
         self.append_sequence
     }
 
+    /// A leader's request arrived: notes the contact, unless this node leads the same term
+    /// itself (two leaders in one term cannot happen; a peer claiming it is counted and
+    /// ignored). Returns whether to handle the request.
+    pub(crate) fn follow_leader(&mut self, leader: NodeId, out: &mut Outbox<Output>) -> bool {
+        if self.role == Role::Leader {
+            self.stats.messages_unexpected += 1;
+            return false;
+        }
+        self.heard_from_leader(leader, out);
+        true
+    }
+
+    /// A follower answered request `sequence`: it is active and has seen this leader up to
+    /// there. Returns false when this node no longer leads or does not replicate to `from`.
+    pub(crate) fn note_answer(&mut self, from: NodeId, sequence: u64) -> bool {
+        if self.role != Role::Leader {
+            return false;
+        }
+        let Some(progress) = self.progress.get_mut(&from) else {
+            self.stats.messages_unexpected += 1;
+            return false;
+        };
+        progress.recent_active = true;
+        progress.acked_sequence = progress.acked_sequence.max(sequence);
+        true
+    }
+
     pub(crate) fn on_append_request(&mut self, message: Message, out: &mut Outbox<Output>) {
         let MessageBody::AppendRequest {
             prev_index,
@@ -225,13 +252,10 @@ impl Raft {
         else {
             return;
         };
-        if self.role == Role::Leader {
-            // Two leaders in one term cannot happen; a peer claiming it is counted and ignored.
-            self.stats.messages_unexpected += 1;
+        let leader = message.from;
+        if !self.follow_leader(leader, out) {
             return;
         }
-        let leader = message.from;
-        self.heard_from_leader(leader, out);
         let (prev_index, prev_term, entries) =
             self.trim_committed_prefix(prev_index, prev_term, entries);
         let last_new = LogIndex(prev_index.0 + entries.len() as u64);
@@ -301,17 +325,13 @@ impl Raft {
         sequence: u64,
         out: &mut Outbox<Output>,
     ) {
-        if self.role != Role::Leader {
+        if !self.note_answer(from, sequence) {
             return;
         }
-        let Some(progress) = self.progress.get_mut(&from) else {
-            self.stats.messages_unexpected += 1;
-            return;
-        };
-        progress.recent_active = true;
-        progress.acked_sequence = progress.acked_sequence.max(sequence);
+        let last_index_now = self.log.last_index();
+        let progress = self.progress.get_mut(&from).expect("noted above");
         if success {
-            let index = index.min(self.log.last_index());
+            let index = index.min(last_index_now);
             if progress.acknowledged(index) {
                 if progress.state == ReplicationState::Probe {
                     progress.become_replicate();

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use synod_core::{LogIndex, NodeId, Outbox};
 
-use crate::io::{Output, Role};
+use crate::io::Output;
 use crate::message::{Message, MessageBody};
 use crate::progress::ReplicationState;
 use crate::raft::Raft;
@@ -146,15 +146,11 @@ impl Raft {
         sequence: u64,
         out: &mut Outbox<Output>,
     ) {
-        if self.role != Role::Leader {
+        if !self.note_answer(from, sequence) {
             return;
         }
-        let Some(progress) = self.progress.get_mut(&from) else {
-            self.stats.messages_unexpected += 1;
-            return;
-        };
-        progress.recent_active = true;
-        progress.acked_sequence = progress.acked_sequence.max(sequence);
+        let last_index_now = self.log.last_index();
+        let progress = self.progress.get_mut(&from).expect("noted above");
         let ReplicationState::Snapshot {
             last_index: sending,
             ..
@@ -163,7 +159,7 @@ impl Raft {
             return;
         };
         if done {
-            progress.acknowledged(last_index.min(self.log.last_index()));
+            progress.acknowledged(last_index.min(last_index_now));
             progress.become_replicate();
             self.maybe_commit(out);
         } else if last_index == sending {
@@ -199,12 +195,10 @@ impl Raft {
         else {
             return;
         };
-        if self.role == Role::Leader {
-            self.stats.messages_unexpected += 1;
+        let leader = message.from;
+        if !self.follow_leader(leader, out) {
             return;
         }
-        let leader = message.from;
-        self.heard_from_leader(leader, out);
         let answer = |raft: &Raft, next_offset: u64, done: bool, last_index: LogIndex| {
             raft.message(
                 leader,

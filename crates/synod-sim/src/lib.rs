@@ -41,6 +41,7 @@ mod nemesis;
 pub mod network;
 pub mod options;
 mod panics;
+pub mod presets;
 pub mod run;
 pub mod scenario;
 pub mod scenarios;
@@ -57,6 +58,7 @@ pub use disk::{DiskFaultConfig, DiskStats, SimDisk};
 pub use mix::{FaultMix, PartitionKinds};
 pub use network::{LinkFaults, LinkSet, NetworkConfig, PathStats};
 pub use options::{FaultSelection, RunOptions};
+pub use presets::{FAULT_PRESETS, UnknownPreset, fault_preset};
 pub use run::{
     BenchOutcome, RunOutcome, ScenarioFactory, bench, run_seed, run_seed_traced, trace_file,
 };

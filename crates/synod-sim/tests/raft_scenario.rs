@@ -5,10 +5,7 @@
 
 use synod_core::Duration;
 use synod_sim::scenarios::raft::RaftScenario;
-use synod_sim::{
-    BuggifyRates, DiskFaultConfig, FaultMix, PartitionKinds, RunOptions, RunOutcome, Scenario,
-    SweepOutcome,
-};
+use synod_sim::{FaultMix, RunOptions, RunOutcome, Scenario, SweepOutcome};
 
 /// Seeds of the every-fault sweep; with the swarm sweep, CI runs 1,000 seeds. A seed costs
 /// about 0.08 s of CPU in the test profile (0.1 s for a swarm seed);
@@ -28,48 +25,10 @@ fn raft_without_operator() -> Box<dyn Scenario> {
     Box::new(RaftScenario::new(5).without_operator())
 }
 
-/// The mix `synod sim --faults all` uses (crates/synod/src/scenarios.rs): every fault kind
-/// at once, at moderate rates.
-fn all_faults() -> FaultMix {
-    let mut mix = FaultMix::none();
-    mix.partitions = PartitionKinds {
-        halves: true,
-        isolate: true,
-        one_way: true,
-        bridge: true,
-        swizzle_clog: true,
-    };
-    mix.network.loss_probability = 0.01;
-    mix.network.duplicate_probability = 0.01;
-    mix.network.reorder_probability = 0.05;
-    mix.network.reorder_delay_max = Duration::from_millis(10);
-    mix.network.jitter_factor = 5;
-    mix.crashes = true;
-    mix.pauses = true;
-    mix.clock_skew = true;
-    mix.clock_jumps = true;
-    mix.disk_faults = true;
-    mix.disk = DiskFaultConfig {
-        write_failure_probability: 0.01,
-        sync_failure_probability: 0.01,
-        read_failure_probability: 0.01,
-        bit_flip_probability: 0.001,
-        torn_write_probability: 0.5,
-        unsynced_write_kept_probability: 0.5,
-        ..DiskFaultConfig::fault_free()
-    };
-    mix.buggify = Some(BuggifyRates {
-        arm_probability: 0.25,
-        fire_probability: 0.01,
-    });
-    mix.nemesis_interval_mean = Duration::from_millis(500);
-    mix
-}
-
 fn all_faults_options() -> RunOptions {
     RunOptions {
         replay_flags: "--faults all".to_string(),
-        ..RunOptions::with_faults(all_faults())
+        ..RunOptions::with_faults(synod_sim::fault_preset("all").expect("a preset"))
     }
 }
 

@@ -62,83 +62,8 @@ pub fn raft_with_history(
     }))
 }
 
-/// The fault presets `--faults` accepts besides `swarm`: fixed mixes that isolate one kind of
-/// fault, for measuring how the system under test reacts to it.
-pub const FAULT_PRESETS: [&str; 7] = [
-    "none",
-    "crash",
-    "pause",
-    "loss",
-    "partition",
-    "clock",
-    "disk",
-];
-
-/// The fixed fault mix of a preset.
+/// The fixed fault mix of a `--faults` preset (`synod_sim::FAULT_PRESETS`; they live in the
+/// simulator, so its tests use the same mixes).
 pub fn fault_preset(name: &str) -> Result<synod_sim::FaultMix> {
-    use synod_core::Duration;
-    use synod_sim::{DiskFaultConfig, FaultMix, PartitionKinds};
-    let mut mix = FaultMix::none();
-    match name {
-        "none" => {}
-        "crash" => mix.crashes = true,
-        "pause" => mix.pauses = true,
-        "loss" => mix.network.loss_probability = 0.05,
-        "partition" => {
-            mix.partitions = PartitionKinds {
-                halves: true,
-                isolate: true,
-                one_way: true,
-                bridge: true,
-                swizzle_clog: true,
-            }
-        }
-        "clock" => {
-            mix.clock_skew = true;
-            mix.clock_jumps = true;
-        }
-        "disk" => {
-            mix.crashes = true;
-            mix.disk_faults = true;
-            mix.disk = DiskFaultConfig {
-                write_failure_probability: 0.01,
-                sync_failure_probability: 0.01,
-                read_failure_probability: 0.01,
-                bit_flip_probability: 0.001,
-                torn_write_probability: 0.5,
-                unsynced_write_kept_probability: 0.5,
-                ..DiskFaultConfig::fault_free()
-            };
-        }
-        "all" => return all_faults(),
-        other => bail!(
-            "unknown fault preset {other:?}: choose swarm or one of {}",
-            FAULT_PRESETS.join(", ")
-        ),
-    }
-    mix.nemesis_interval_mean = Duration::from_millis(500);
-    Ok(mix)
-}
-
-/// Every fault kind on at once, at moderate rates: the simulator's busiest realistic load.
-fn all_faults() -> Result<synod_sim::FaultMix> {
-    use synod_core::Duration;
-    use synod_sim::BuggifyRates;
-    let mut mix = fault_preset("partition")?;
-    mix.network.loss_probability = 0.01;
-    mix.network.duplicate_probability = 0.01;
-    mix.network.reorder_probability = 0.05;
-    mix.network.reorder_delay_max = Duration::from_millis(10);
-    mix.network.jitter_factor = 5;
-    mix.crashes = true;
-    mix.pauses = true;
-    mix.clock_skew = true;
-    mix.clock_jumps = true;
-    mix.disk_faults = true;
-    mix.disk = fault_preset("disk")?.disk;
-    mix.buggify = Some(BuggifyRates {
-        arm_probability: 0.25,
-        fire_probability: 0.01,
-    });
-    Ok(mix)
+    Ok(synod_sim::fault_preset(name)?)
 }

@@ -6,7 +6,26 @@
 
 use std::collections::BTreeSet;
 
-use synod_check::{Call, History, Outcome, ParseOptions, Value, parse_history};
+use synod_check::{
+    Call, CheckOptions, History, Models, Outcome, ParseOptions, Report, Value, check, parse_history,
+};
+
+/// Property cases per test: `default`, or `SYNOD_CHECK_CASES` for a longer sweep.
+pub fn cases_count(default: u32) -> u32 {
+    std::env::var("SYNOD_CHECK_CASES")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Checks `history` under `models` only, with the default budgets.
+pub fn check_models(history: &History, models: Models) -> Report {
+    let options = CheckOptions {
+        models,
+        ..CheckOptions::default()
+    };
+    check(history, &options)
+}
 
 /// One line: `process type f key value time`, with `value` as JSON.
 pub fn line(process: u64, kind: &str, f: &str, key: &str, value: &str, time: u64) -> String {
