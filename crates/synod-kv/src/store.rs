@@ -205,26 +205,7 @@ impl KvStore {
                 success,
                 failure,
             } => self.execute_txn(&compares, success, failure),
-            Operation::Get { key, revision } => match self.keys.get(&key, revision) {
-                Ok(value) => Response::Value {
-                    revision: self.keys.revision(),
-                    value,
-                },
-                Err(error) => CommandError::from(error).into(),
-            },
-            Operation::Range {
-                start,
-                end,
-                limit,
-                revision,
-            } => match self.range(&start, end.as_deref(), limit as usize, revision) {
-                Ok(page) => Response::Range {
-                    revision: page.revision,
-                    entries: page.entries,
-                    more: page.more,
-                },
-                Err(error) => CommandError::from(error).into(),
-            },
+            op @ (Operation::Get { .. } | Operation::Range { .. }) => self.read(&op),
             Operation::Compact { revision } => match self.keys.compact(revision) {
                 Ok(()) => Response::Done {
                     revision: self.keys.revision(),
@@ -388,6 +369,40 @@ impl KvStore {
             entries,
             more,
         })
+    }
+
+    /// Serves a read-only operation (`Get` or `Range`) from the applied state, with the same
+    /// reply it would get through the log; any other operation is refused as malformed.
+    pub fn read(&self, op: &Operation) -> Response {
+        if let Err(error) = validate_operation(&self.config, op) {
+            return error.into();
+        }
+        match op {
+            Operation::Get { key, revision } => match self.keys.get(key, *revision) {
+                Ok(value) => Response::Value {
+                    revision: self.keys.revision(),
+                    value,
+                },
+                Err(error) => CommandError::from(error).into(),
+            },
+            Operation::Range {
+                start,
+                end,
+                limit,
+                revision,
+            } => match self.range(start, end.as_deref(), *limit as usize, *revision) {
+                Ok(page) => Response::Range {
+                    revision: page.revision,
+                    entries: page.entries,
+                    more: page.more,
+                },
+                Err(error) => CommandError::from(error).into(),
+            },
+            _ => CommandError::Malformed {
+                reason: "only Get and Range can be served as reads".into(),
+            }
+            .into(),
+        }
     }
 
     /// Keys holding a value now (DBSIZE).

@@ -28,9 +28,10 @@ pub enum ReadConsistency {
 pub enum RequestBody {
     /// A state-machine command (an encoded `synod_kv::Command`), through the log.
     Write(Bytes),
-    /// A read of one key, without the log.
+    /// A read without the log: an encoded `synod_kv::Command` whose operation is `Get` or
+    /// `Range`, served from the replica's applied state once `consistency` allows.
     Read {
-        key: Bytes,
+        query: Bytes,
         consistency: ReadConsistency,
     },
     /// An operator's request: a membership change (answered once its entry applies) or a
@@ -66,10 +67,11 @@ pub enum Outcome {
         term: u64,
         index: u64,
     },
-    /// A read's value (absent key: `None`) as of `applied_index`. Stale reads also carry the
-    /// time since this replica last heard from a leader (`None`: never).
-    Value {
-        value: Option<Bytes>,
+    /// A read's answer (the state machine's encoded `Response`) as of `applied_index`. Stale
+    /// reads also carry the time since this replica last heard from a leader (`None`: never;
+    /// 0 on the leader).
+    Read {
+        response: Bytes,
         applied_index: u64,
         staleness_ns: Option<u64>,
     },
@@ -275,9 +277,9 @@ impl ClientRequest {
                 out.push(0);
                 put_bytes(&mut out, command);
             }
-            RequestBody::Read { key, consistency } => {
+            RequestBody::Read { query, consistency } => {
                 out.push(1);
-                put_bytes(&mut out, key);
+                put_bytes(&mut out, query);
                 out.push(match consistency {
                     ReadConsistency::Linearizable => 0,
                     ReadConsistency::Lease => 1,
@@ -302,13 +304,13 @@ impl ClientRequest {
             0 => RequestBody::Write(reader.bytes("command")?),
             2 => RequestBody::Admin(decode_admin(&mut reader)?),
             _ => {
-                let key = reader.bytes("key")?;
+                let query = reader.bytes("read query")?;
                 let consistency = match reader.tag("read consistency", 2)? {
                     0 => ReadConsistency::Linearizable,
                     1 => ReadConsistency::Lease,
                     _ => ReadConsistency::Stale,
                 };
-                RequestBody::Read { key, consistency }
+                RequestBody::Read { query, consistency }
             }
         };
         reader.finish()?;
@@ -335,19 +337,13 @@ impl ClientResponse {
                 out.extend_from_slice(&term.to_le_bytes());
                 out.extend_from_slice(&index.to_le_bytes());
             }
-            Outcome::Value {
-                value,
+            Outcome::Read {
+                response,
                 applied_index,
                 staleness_ns,
             } => {
                 out.push(1);
-                match value {
-                    None => out.push(0),
-                    Some(value) => {
-                        out.push(1);
-                        put_bytes(&mut out, value);
-                    }
-                }
+                put_bytes(&mut out, response);
                 out.extend_from_slice(&applied_index.to_le_bytes());
                 put_option_u64(&mut out, *staleness_ns);
             }
@@ -384,12 +380,9 @@ impl ClientResponse {
                 index: reader.u64("index")?,
             },
             1 => {
-                let value = match reader.tag("value presence", 1)? {
-                    0 => None,
-                    _ => Some(reader.bytes("value")?),
-                };
-                Outcome::Value {
-                    value,
+                let response = reader.bytes("read response")?;
+                Outcome::Read {
+                    response,
                     applied_index: reader.u64("applied index")?,
                     staleness_ns: reader.option_u64("staleness")?,
                 }
@@ -424,7 +417,7 @@ mod tests {
             ))),
             RequestBody::Write(Bytes::from_static(b"cmd")),
             RequestBody::Read {
-                key: Bytes::from_static(b"k"),
+                query: Bytes::from_static(b"q"),
                 consistency: ReadConsistency::Stale,
             },
         ];
@@ -442,8 +435,8 @@ mod tests {
                 term: 2,
                 index: 9,
             },
-            Outcome::Value {
-                value: None,
+            Outcome::Read {
+                response: Bytes::from_static(b"v"),
                 applied_index: 4,
                 staleness_ns: Some(5),
             },

@@ -36,7 +36,7 @@ pub use raft_storage::{BootReport, RaftStorage, RaftStorageConfig, StorageOutput
 pub use replica::{
     CLIENT_PORT, RAFT_PORT, ReplicaActor, ReplicaConfig, ReplicaMessage, ReplicaStats,
 };
-pub use supervisor::{NodeSupervisor, boot_node};
+pub use supervisor::{NodeSupervisor, boot_node, boot_replica_node};
 pub use wal_actor::{WalAccepted, WalActor, WalContents, WalMessage, WalReply};
 pub use wire::{DecodeError, Heartbeat};
 

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use synod_actor::{Actor, Context, DiskCompletion, DiskRequestId, Inbound, Port};
 use synod_core::{Instant, LogIndex, NodeId, Outbox, Protocol, Validate};
-use synod_kv::{ApplyContext, KvConfig, KvStore};
+use synod_kv::{ApplyContext, KvConfig, KvStore, Operation};
 use synod_raft::{
     EntryPayload, Input, Membership, Output, ProposeError, Raft, RaftConfig, ReadError, ReadLevel,
     Recovered, Role, Snapshot, SnapshotMeta,
@@ -105,9 +105,9 @@ pub struct ReplicaActor {
     proposals: BTreeMap<u64, Waiter>,
     /// Proposals in the log: index -> (term, proposal id).
     proposed: BTreeMap<LogIndex, (synod_core::Term, u64)>,
-    reads: BTreeMap<u64, (Waiter, Bytes)>,
+    reads: BTreeMap<u64, (Waiter, Operation)>,
     /// Reads confirmed at an index, waiting for the state machine to apply it.
-    reads_waiting: BTreeMap<(LogIndex, u64), (Waiter, Bytes)>,
+    reads_waiting: BTreeMap<(LogIndex, u64), (Waiter, Operation)>,
     snapshot_saving: bool,
     stats: ReplicaStats,
 }
@@ -410,9 +410,13 @@ impl ReplicaActor {
                     },
                 );
             }
-            RequestBody::Read { key, consistency } => {
-                self.on_read(ctx, waiter, key, consistency);
-            }
+            RequestBody::Read { query, consistency } => match synod_kv::Command::decode(&query) {
+                Ok(command) => self.on_read(ctx, waiter, command.op, consistency),
+                Err(error) => {
+                    let reason = format!("the read query does not decode: {error}");
+                    self.refuse(ctx, waiter, &reason);
+                }
+            },
             RequestBody::Admin(AdminRequest::TransferLeadership(to)) => {
                 self.step(ctx, Input::TransferLeadership { to });
                 self.respond(ctx, waiter, Outcome::Accepted);
@@ -440,11 +444,18 @@ impl ReplicaActor {
         &mut self,
         ctx: &mut Context<'_, ReplicaMessage>,
         waiter: Waiter,
-        key: Bytes,
+        query: Operation,
         consistency: ReadConsistency,
     ) {
+        if !matches!(query, Operation::Get { .. } | Operation::Range { .. }) {
+            return self.refuse(
+                ctx,
+                waiter,
+                "only Get and Range can be read without the log",
+            );
+        }
         let level = match consistency {
-            ReadConsistency::Stale => return self.serve_stale(ctx, waiter, &key),
+            ReadConsistency::Stale => return self.serve_stale(ctx, waiter, &query),
             ReadConsistency::Linearizable => ReadLevel::Linearizable,
             ReadConsistency::Lease => ReadLevel::Lease,
         };
@@ -452,15 +463,15 @@ impl ReplicaActor {
             return self.refuse(ctx, waiter, "too many reads pending; retry later");
         }
         let id = self.next_id();
-        self.reads.insert(id, (waiter, key));
+        self.reads.insert(id, (waiter, query));
         self.step(ctx, Input::Read { id, level });
     }
 
     fn on_read_ready(&mut self, ctx: &mut Context<'_, ReplicaMessage>, id: u64, index: LogIndex) {
-        let Some((waiter, key)) = self.reads.remove(&id) else {
+        let Some((waiter, query)) = self.reads.remove(&id) else {
             return;
         };
-        self.reads_waiting.insert((index, id), (waiter, key));
+        self.reads_waiting.insert((index, id), (waiter, query));
         self.serve_applied_reads(ctx);
     }
 
@@ -471,13 +482,18 @@ impl ReplicaActor {
         };
         let later = self.reads_waiting.split_off(&(applied.next(), 0));
         let ready = std::mem::replace(&mut self.reads_waiting, later);
-        for ((_, _), (waiter, key)) in ready {
-            let outcome = self.value_of(&key, None);
+        for ((_, _), (waiter, query)) in ready {
+            let outcome = self.read_outcome(&query, None);
             self.respond(ctx, waiter, outcome);
         }
     }
 
-    fn serve_stale(&mut self, ctx: &mut Context<'_, ReplicaMessage>, waiter: Waiter, key: &[u8]) {
+    fn serve_stale(
+        &mut self,
+        ctx: &mut Context<'_, ReplicaMessage>,
+        waiter: Waiter,
+        query: &Operation,
+    ) {
         let running = self.running.as_ref().expect("running");
         let staleness_ns = if running.raft.role() == Role::Leader {
             Some(0)
@@ -485,22 +501,17 @@ impl ReplicaActor {
             let contact = running.raft.leader_contact_at();
             contact.map(|at| ctx.now().saturating_duration_since(at).as_nanos())
         };
-        let outcome = self.value_of(key, staleness_ns);
+        let outcome = self.read_outcome(query, staleness_ns);
         self.respond(ctx, waiter, outcome);
     }
 
-    fn value_of(&mut self, key: &[u8], staleness_ns: Option<u64>) -> Outcome {
+    fn read_outcome(&mut self, query: &Operation, staleness_ns: Option<u64>) -> Outcome {
         let kv = &self.running.as_ref().expect("running").kv;
         self.stats.reads_served += 1;
-        match kv.get(key, None) {
-            Ok(value) => Outcome::Value {
-                value: value.map(|versioned| versioned.value),
-                applied_index: kv.applied_index().0,
-                staleness_ns,
-            },
-            Err(error) => Outcome::Refused {
-                reason: error.to_string(),
-            },
+        Outcome::Read {
+            response: Bytes::from(kv.read(query).encode()),
+            applied_index: kv.applied_index().0,
+            staleness_ns,
         }
     }
 

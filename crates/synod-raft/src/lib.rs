@@ -43,7 +43,7 @@ pub use io::{Input, MembershipChange, Output, Persist, ProposeError, ReadError, 
 pub use message::{Message, MessageBody};
 #[cfg(feature = "planted-bugs")]
 pub use planted::PlantedBugs;
-pub use raft::{Raft, RaftStats};
+pub use raft::{FollowerView, Raft, RaftStats};
 pub use types::{
     Entry, EntryPayload, FencingToken, HardState, Membership, Recovered, Snapshot, SnapshotMeta,
 };

@@ -34,6 +34,16 @@ pub struct RaftStats {
     pub reads_read_index: u64,
 }
 
+/// The leader's view of one follower, for status pages and lag figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerView {
+    pub node: NodeId,
+    /// The highest index known durable on the follower and matching the leader's log.
+    pub match_index: LogIndex,
+    /// Heard from since the last check-quorum round.
+    pub active: bool,
+}
+
 /// A durable-work marker: once the Persist `id` is durable, the log up to (`index`, `term`)
 /// is durable.
 #[derive(Debug, Clone, Copy)]
@@ -238,6 +248,21 @@ impl Raft {
     }
     pub fn config(&self) -> &RaftConfig {
         &self.config
+    }
+    /// What this node, as leader, knows of each other member's log (empty on a follower).
+    pub fn followers(&self) -> Vec<FollowerView> {
+        if self.role != Role::Leader {
+            return Vec::new();
+        }
+        self.progress
+            .iter()
+            .filter(|(node, _)| **node != self.id)
+            .map(|(node, progress)| FollowerView {
+                node: *node,
+                match_index: progress.match_index,
+                active: progress.recent_active,
+            })
+            .collect()
     }
     /// When this node last heard from a leader (for the staleness of stale reads).
     pub fn leader_contact_at(&self) -> Option<Instant> {

@@ -25,6 +25,8 @@ pub enum RuntimeError {
         address: SocketAddr,
         message: String,
     },
+    #[error("port {port} already has an endpoint on this node: open each port once")]
+    EndpointTaken { port: u16 },
     #[error("cannot start the disk thread of node {node}: {message}")]
     DiskThread { node: NodeId, message: String },
     /// The root supervisor gave up: every actor has been stopped and the node is down. The

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use synod_actor::{ActorInfo, PanicRecord, System, SystemStats};
+use synod_actor::{ActorInfo, PanicRecord, Port, System, SystemStats};
 use synod_core::limits::DISK_REQUESTS_COUNT_MAX;
 use synod_core::{Duration, NodeId, Validate};
 use thiserror::Error;
@@ -14,6 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::config::NodeRuntimeConfig;
 use crate::disk::{self, DataDirLock, DiskCounters, DiskStats};
+use crate::endpoint::{
+    Endpoint, EndpointCounters, EndpointMessage, EndpointRoutes, EndpointSender,
+};
 use crate::error::RuntimeError;
 use crate::node_loop::{LoopExit, LoopStats, NodeLoop};
 use crate::record::{BoundedLog, Logger, lock};
@@ -154,6 +157,11 @@ pub struct NodeRuntime {
     injections: (mpsc::Sender<Injection>, mpsc::Receiver<Injection>),
     observations: ObservationLog,
     transport: Arc<TransportShared>,
+    endpoint_outgoing: (
+        mpsc::Sender<EndpointMessage>,
+        mpsc::Receiver<EndpointMessage>,
+    ),
+    endpoints: EndpointRoutes,
 }
 
 impl NodeRuntime {
@@ -199,6 +207,11 @@ impl NodeRuntime {
             injections: mpsc::channel(config.injection_capacity),
             observations: Arc::new(Mutex::new(BoundedLog::new(config.observations_capacity))),
             transport,
+            endpoint_outgoing: mpsc::channel(config.inbound_capacity),
+            endpoints: EndpointRoutes {
+                ports: BTreeMap::new(),
+                send_failures: Arc::default(),
+            },
             config,
         };
         let peers = runtime.config.peers.clone();
@@ -229,6 +242,29 @@ impl NodeRuntime {
             .or_insert_with(|| Arc::new(PeerCounters::default()));
     }
 
+    /// Opens `port` on this node for a task outside the actor system: what actors and peers
+    /// send to the port goes to the endpoint (at most `capacity` waiting; more are dropped and
+    /// counted), and the endpoint's sender reaches any node and port through the node loop.
+    /// An actor must not bind the same port.
+    pub fn open_endpoint(&mut self, port: Port, capacity: usize) -> Result<Endpoint, RuntimeError> {
+        if self.endpoints.ports.contains_key(&port) {
+            return Err(RuntimeError::EndpointTaken { port: port.0 });
+        }
+        let capacity = capacity.clamp(1, synod_core::limits::MAILBOX_CAPACITY_MAX);
+        let (sender, incoming) = mpsc::channel(capacity);
+        let counters = Arc::new(EndpointCounters::default());
+        self.endpoints
+            .ports
+            .insert(port, (sender, counters.clone()));
+        let sender = EndpointSender {
+            outgoing: self.endpoint_outgoing.0.clone(),
+            capacity: self.config.inbound_capacity,
+            counters,
+            send_failures: self.endpoints.send_failures.clone(),
+        };
+        Ok(Endpoint::new(port, incoming, sender))
+    }
+
     pub fn handle(&self) -> NodeHandle {
         NodeHandle {
             node: self.config.node(),
@@ -257,6 +293,8 @@ impl NodeRuntime {
             injections: (_, injections),
             observations,
             transport,
+            endpoint_outgoing: (_, endpoint_outgoing),
+            endpoints,
         } = self;
         let logger = transport.logger;
         let services = RuntimeServices::new(
@@ -282,6 +320,7 @@ impl NodeRuntime {
             inputs.inbound,
             inputs.disk_completions,
             injections,
+            (endpoints, endpoint_outgoing),
         );
         logger.log(format_args!("running with seed {seed}"));
         boot(&mut node_loop.system);

@@ -22,6 +22,7 @@ use synod_actor::{DiskCompletion, Inbound, System, SystemStatus};
 use tokio::sync::mpsc;
 
 use crate::config::NodeRuntimeConfig;
+use crate::endpoint::{EndpointMessage, EndpointRoutes};
 use crate::node::Injection;
 use crate::services::RuntimeServices;
 
@@ -39,6 +40,7 @@ pub struct LoopStats {
     pub injection_panics_count: u64,
     pub timer_wakeups_count: u64,
     pub local_deliveries_count: u64,
+    pub endpoint_sends_count: u64,
 }
 
 /// How the loop ended.
@@ -53,6 +55,7 @@ enum Event {
     Disk(DiskCompletion),
     Inbound(Inbound),
     Injection(Injection),
+    Endpoint(EndpointMessage),
     /// A timer may be due, or the system had work left and the loop yielded.
     Wake,
 }
@@ -64,6 +67,8 @@ pub(crate) struct NodeLoop {
     inbound: mpsc::Receiver<Inbound>,
     disk_completions: Option<mpsc::Receiver<DiskCompletion>>,
     injections: mpsc::Receiver<Injection>,
+    endpoints: EndpointRoutes,
+    endpoint_outgoing: mpsc::Receiver<EndpointMessage>,
     run_budget: usize,
     pub(crate) stats: LoopStats,
 }
@@ -75,6 +80,7 @@ impl NodeLoop {
         inbound: mpsc::Receiver<Inbound>,
         disk_completions: Option<mpsc::Receiver<DiskCompletion>>,
         injections: mpsc::Receiver<Injection>,
+        (endpoints, endpoint_outgoing): (EndpointRoutes, mpsc::Receiver<EndpointMessage>),
     ) -> NodeLoop {
         NodeLoop {
             system: System::new(config.system.clone()),
@@ -82,6 +88,8 @@ impl NodeLoop {
             inbound,
             disk_completions,
             injections,
+            endpoints,
+            endpoint_outgoing,
             run_budget: config.run_budget,
             stats: LoopStats::default(),
         }
@@ -104,6 +112,7 @@ impl NodeLoop {
                 }
                 Event::Inbound(inbound) => self.deliver_inbound(inbound),
                 Event::Injection(injection) => self.inject(injection),
+                Event::Endpoint(message) => self.send_from_endpoints(message),
                 Event::Wake => {
                     if !busy {
                         self.stats.timer_wakeups_count += 1;
@@ -121,7 +130,9 @@ impl NodeLoop {
         // Both queues are bounded and nothing adds to them while they are drained.
         while let Some(inbound) = self.services.local.pop_front() {
             self.stats.local_deliveries_count += 1;
-            self.system.deliver(inbound);
+            if let Some(inbound) = self.endpoints.route(inbound) {
+                self.system.deliver(inbound);
+            }
         }
         while let Some(completion) = self.services.disk_refused.pop_front() {
             self.system.complete_disk(completion.id, completion.result);
@@ -146,6 +157,7 @@ impl NodeLoop {
             Some(completion) = recv_optional(&mut self.disk_completions) => Event::Disk(completion),
             Some(inbound) = self.inbound.recv() => Event::Inbound(inbound),
             Some(injection) = self.injections.recv() => Event::Injection(injection),
+            Some(message) = self.endpoint_outgoing.recv() => Event::Endpoint(message),
             () = sleep_until_optional(deadline) => Event::Wake,
             () = std::future::ready(()), if busy => Event::Wake,
         }
@@ -153,13 +165,41 @@ impl NodeLoop {
 
     fn deliver_inbound(&mut self, first: Inbound) {
         self.stats.inbound_count += 1;
-        self.system.deliver(first);
+        self.deliver(first);
         for _ in 1..INBOUND_BATCH_MAX {
             let Ok(inbound) = self.inbound.try_recv() else {
                 return;
             };
             self.stats.inbound_count += 1;
+            self.deliver(inbound);
+        }
+    }
+
+    /// Delivers to the endpoint that serves the port, else to the actor bound to it.
+    fn deliver(&mut self, inbound: Inbound) {
+        if let Some(inbound) = self.endpoints.route(inbound) {
             self.system.deliver(inbound);
+        }
+    }
+
+    /// Carries endpoints' sends out through the node's services, a bounded batch at a time.
+    fn send_from_endpoints(&mut self, first: EndpointMessage) {
+        use synod_actor::Services;
+        let mut next = Some(first);
+        for _ in 0..INBOUND_BATCH_MAX {
+            let Some(message) = next.take() else {
+                return;
+            };
+            self.stats.endpoint_sends_count += 1;
+            if self
+                .services
+                .send_to_node(message.to, message.port, message.payload)
+                .is_err()
+            {
+                let failures = &self.endpoints.send_failures;
+                failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            next = self.endpoint_outgoing.try_recv().ok();
         }
     }
 

@@ -19,6 +19,20 @@
 //! assert_eq!(&output[..], b"+PONG\r\n+PONG\r\n");
 //! ```
 
+pub mod admin;
+pub mod command;
+pub mod config;
+pub mod connection;
+pub mod gateway;
+pub mod metrics;
 pub mod resp;
+pub mod server;
+pub mod status;
 
+pub use command::{
+    CommandConfig, Connection, Done, Pattern, Plan, ReadDone, ServiceError, Then, Written,
+};
 pub use resp::{ProtocolVersion, Reply, ReplyParser, RequestParser, RespError, RespLimits, encode};
+pub use config::ServerConfig;
+pub use server::{ServerError, run_server};
+pub use status::{FollowerStatus, MemberEndpoints, NodeStatus, ReadLevel};

@@ -15,6 +15,11 @@ use synod_sim::{FaultSelection, RunOptions, Scenario};
 
 use crate::scenarios;
 
+// Declared here rather than in main.rs, which another change is editing; `path` keeps the file
+// beside its siblings (src/bench_load.rs).
+#[path = "bench_load.rs"]
+mod bench_load;
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Simulated events per second on one core: a 5-node cluster, every fault kind on.
@@ -76,6 +81,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 16)]
         value_size: usize,
     },
+    /// Closed-loop load against a running synod, Redis or etcd: throughput, HDR latency
+    /// percentiles and checked reads; prints one JSON line (and a history with --history).
+    Load(bench_load::LoadArgs),
 }
 
 pub fn run(command: BenchCommand) -> Result<ExitCode> {
@@ -93,6 +101,7 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Actors { chain, messages } => bench_actors(chain, messages),
         BenchCommand::Detector { seeds, safety_secs } => bench_detector(seeds, safety_secs),
         BenchCommand::Check(args) => crate::bench_check::run(&args),
+        BenchCommand::Load(args) => bench_load::run(&args),
         BenchCommand::Kv { keys, value_size } => {
             println!("{}", crate::bench_kv::run(keys, value_size)?);
             Ok(ExitCode::SUCCESS)

@@ -1,7 +1,8 @@
 //! `synod`: the one binary of the synod data store.
 //!
-//! Today it runs the deterministic simulator (`synod sim`) and the benchmarks
-//! (`synod bench`); the server, cluster and checker commands join it as they are built.
+//! `synod up` starts a local cluster, `synod server` runs one node of a deployment, `synod
+//! sim` runs the deterministic simulator, `synod bench` the benchmarks and `synod check` the
+//! history checker.
 
 mod bench;
 mod bench_check;
@@ -11,6 +12,7 @@ mod bench_wal;
 mod check;
 mod raw_disk;
 mod scenarios;
+mod server;
 mod sim;
 
 use std::process::ExitCode;
@@ -26,6 +28,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Start a local cluster on loopback (3 nodes by default) and keep it running.
+    Up(server::UpArgs),
+    /// Run one node of a deployment from its configuration file.
+    Server(server::ServerArgs),
     /// Run a simulated cluster under faults, from one seed or a sweep of seeds.
     Sim(sim::SimArgs),
     /// Print throughput figures.
@@ -38,6 +44,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Up(args) => server::run_up(&args),
+        Command::Server(args) => server::run_server(&args),
         Command::Sim(args) => sim::run(&args),
         Command::Bench(command) => bench::run(command),
         Command::Check(args) => check::run(&args),

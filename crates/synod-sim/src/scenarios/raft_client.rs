@@ -434,7 +434,16 @@ impl Client {
         };
         Chosen {
             body: RequestBody::Read {
-                key: key_name(key),
+                query: Bytes::from(
+                    Command {
+                        session: None,
+                        op: Operation::Get {
+                            key: key_name(key),
+                            revision: None,
+                        },
+                    }
+                    .encode(),
+                ),
                 consistency,
             },
             call: Call::Read(Value::Null),
@@ -600,7 +609,7 @@ impl Client {
             Outcome::Refused { .. } | Outcome::Unknown { .. } => {
                 self.leader_guess = self.random_node(ctx);
             }
-            Outcome::Value { .. } | Outcome::Accepted => {
+            Outcome::Read { .. } | Outcome::Accepted => {
                 let description = format!("{from} answered a registration with {outcome:?}");
                 ctx.observe(ClientAnomaly { description });
             }
@@ -676,17 +685,25 @@ impl Client {
                 ctx.observe(ClientAnomaly { description });
                 HistoryKind::Info
             }
-            Outcome::Value {
-                value,
+            Outcome::Read {
+                response,
                 staleness_ns,
                 ..
             } => {
+                let value = match Response::decode(&response) {
+                    Ok(Response::Value { value, .. }) => value,
+                    other => {
+                        let description = format!("{from} answered {call:?} with {other:?}");
+                        ctx.observe(ClientAnomaly { description });
+                        return HistoryKind::Info;
+                    }
+                };
                 let Call::Read(read) = call else {
                     let description = format!("{from} answered {call:?} with a value");
                     ctx.observe(ClientAnomaly { description });
                     return HistoryKind::Info;
                 };
-                *read = value.as_deref().map_or(Value::Null, parse_value);
+                *read = value.map_or(Value::Null, |versioned| parse_value(&versioned.value));
                 if consistency == Some(ReadConsistency::Stale) {
                     let value = read.clone();
                     ctx.observe(StaleReadServed {

@@ -1,0 +1,297 @@
+//! synod's HTTP admin API: a node's status, membership changes, Prometheus metrics, the
+//! supervision tree, the dashboard's rolling window, and the dashboard page itself.
+//!
+//! The router asks the node for everything through an [`AdminBackend`], so it can be served
+//! against a real node or a fake one in tests:
+//!
+//! | route              | answer                                                        |
+//! |--------------------|---------------------------------------------------------------|
+//! | `GET /status`      | the node's [`NodeStatus`] as JSON                             |
+//! | `GET /members`     | voters, learners and every member's endpoints as JSON         |
+//! | `POST /members`    | a [`MembersRequest`] as JSON; 200, 400 (bad JSON) or 503      |
+//! | `GET /metrics`     | Prometheus text (`text/plain; version=0.0.4`)                 |
+//! | `GET /supervision` | the actor tree as JSON rows, or `?format=text` as a tree      |
+//! | `GET /stats`       | the last 120 s of throughput and latency as JSON              |
+//! | `GET /`, `/dashboard` | the live dashboard page                                    |
+//!
+//! Every answer carries `Access-Control-Allow-Origin: *`, so the dashboard served by one
+//! node can poll the others. Errors are JSON objects `{"error": "..."}`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{ActorRow, Metrics, NodeFigures, SecondStats, supervision_text};
+use crate::status::{MemberEndpoints, NodeStatus};
+
+/// The dashboard page, served by `GET /` and `GET /dashboard`.
+pub const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+
+/// Content type of `GET /metrics`.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A membership change asked for by `POST /members`, as JSON:
+/// `{"action":"add_learner","node":4}`, `{"action":"promote","node":4}`,
+/// `{"action":"remove","node":4}`, `{"action":"transfer_leader","to":2}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MembersRequest {
+    /// Add a node as a learner: it receives the log but does not vote.
+    AddLearner { node: u64 },
+    /// Make a learner a voter.
+    Promote { node: u64 },
+    /// Remove a voter or learner.
+    Remove { node: u64 },
+    /// Ask the leader to hand leadership to a voter.
+    TransferLeader { to: u64 },
+}
+
+/// What the admin API asks of the node. Each method answers with the error text the client
+/// should see when the node cannot answer (not running, not leader, timed out).
+pub trait AdminBackend: Send + Sync + 'static {
+    fn status(&self) -> impl Future<Output = Result<NodeStatus, String>> + Send;
+
+    fn figures(&self) -> impl Future<Output = Result<NodeFigures, String>> + Send;
+
+    /// The actor tree, rows in tree order (a parent before its children).
+    fn supervision(&self) -> impl Future<Output = Result<Vec<ActorRow>, String>> + Send;
+
+    /// Carries out a membership change; answers with a message for the operator.
+    fn change_members(
+        &self,
+        request: MembersRequest,
+    ) -> impl Future<Output = Result<String, String>> + Send;
+}
+
+/// `GET /members`: who votes, who learns, and where every member serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MembersView {
+    /// The node answering.
+    pub node: u64,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub members: Vec<MemberEndpoints>,
+}
+
+/// `GET /stats`: the dashboard window of the node answering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatsView {
+    /// Whole seconds, oldest first.
+    pub seconds: Vec<SecondStats>,
+}
+
+struct AdminState<B> {
+    backend: Arc<B>,
+    metrics: Arc<Metrics>,
+}
+
+// Written by hand: a derive would ask for `B: Clone`, which the backend need not be.
+impl<B> Clone for AdminState<B> {
+    fn clone(&self) -> Self {
+        AdminState {
+            backend: Arc::clone(&self.backend),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+}
+
+/// The admin API's routes, answering from `backend` and `metrics`.
+pub fn router<B: AdminBackend>(backend: Arc<B>, registry: Arc<Metrics>) -> Router {
+    let state = AdminState {
+        backend,
+        metrics: registry,
+    };
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/dashboard", get(dashboard))
+        .route("/status", get(status::<B>))
+        .route("/members", get(members::<B>).post(change_members::<B>))
+        .route("/metrics", get(metrics::<B>))
+        .route("/supervision", get(supervision::<B>))
+        .route("/stats", get(stats::<B>))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(axum::middleware::map_response(allow_any_origin))
+}
+
+async fn allow_any_origin(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    #[derive(Serialize)]
+    struct ErrorBody {
+        error: String,
+    }
+    (
+        status,
+        axum::Json(ErrorBody {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+fn unavailable(message: String) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, message)
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such route; try /status, /members, /metrics, /supervision, /stats or /dashboard",
+    )
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD_HTML)
+}
+
+async fn status<B: AdminBackend>(State(state): State<AdminState<B>>) -> Response {
+    match state.backend.status().await {
+        Ok(status) => axum::Json(status).into_response(),
+        Err(message) => unavailable(message),
+    }
+}
+
+async fn members<B: AdminBackend>(State(state): State<AdminState<B>>) -> Response {
+    match state.backend.status().await {
+        Ok(status) => axum::Json(MembersView {
+            node: status.node,
+            leader: status.leader,
+            term: status.term,
+            voters: status.voters,
+            learners: status.learners,
+            members: status.members,
+        })
+        .into_response(),
+        Err(message) => unavailable(message),
+    }
+}
+
+async fn change_members<B: AdminBackend>(
+    State(state): State<AdminState<B>>,
+    body: Bytes,
+) -> Response {
+    #[derive(Serialize)]
+    struct Changed {
+        message: String,
+    }
+    let request: MembersRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "members: bad request body: {problem}; expected JSON such as \
+                     {{\"action\":\"add_learner\",\"node\":4}} with action add_learner, \
+                     promote, remove (with node) or transfer_leader (with to)"
+                ),
+            );
+        }
+    };
+    match state.backend.change_members(request).await {
+        Ok(message) => axum::Json(Changed { message }).into_response(),
+        Err(message) => unavailable(message),
+    }
+}
+
+async fn metrics<B: AdminBackend>(State(state): State<AdminState<B>>) -> Response {
+    match state.backend.figures().await {
+        Ok(figures) => {
+            let text = state.metrics.encode(&figures);
+            ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response()
+        }
+        Err(message) => unavailable(message),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SupervisionQuery {
+    format: Option<String>,
+}
+
+async fn supervision<B: AdminBackend>(
+    State(state): State<AdminState<B>>,
+    query: Result<Query<SupervisionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let text = match query.as_ref().map(|query| query.format.as_deref()) {
+        Ok(None | Some("json")) => false,
+        Ok(Some("text")) => true,
+        Ok(Some(other)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("supervision: unknown format '{other}'; use format=json or format=text"),
+            );
+        }
+        Err(rejection) => {
+            return error(StatusCode::BAD_REQUEST, format!("supervision: {rejection}"));
+        }
+    };
+    match state.backend.supervision().await {
+        Ok(rows) if text => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            supervision_text(&rows),
+        )
+            .into_response(),
+        Ok(rows) => axum::Json(rows).into_response(),
+        Err(message) => unavailable(message),
+    }
+}
+
+async fn stats<B: AdminBackend>(State(state): State<AdminState<B>>) -> Response {
+    axum::Json(StatsView {
+        seconds: state.metrics.recent(),
+    })
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_requests_parse_from_json() {
+        // Checks each membership action's JSON form, and that unknown actions, missing
+        // fields and stray fields are refused.
+        let table: [(&str, Option<MembersRequest>); 8] = [
+            (
+                r#"{"action":"add_learner","node":4}"#,
+                Some(MembersRequest::AddLearner { node: 4 }),
+            ),
+            (
+                r#"{"action":"promote","node":4}"#,
+                Some(MembersRequest::Promote { node: 4 }),
+            ),
+            (
+                r#"{"action":"remove","node":2}"#,
+                Some(MembersRequest::Remove { node: 2 }),
+            ),
+            (
+                r#"{"action":"transfer_leader","to":3}"#,
+                Some(MembersRequest::TransferLeader { to: 3 }),
+            ),
+            (r#"{"action":"explode","node":4}"#, None),
+            (r#"{"action":"promote"}"#, None),
+            (r#"{"action":"promote","node":4,"force":true}"#, None),
+            (r#"{"action":"promote","node":-1}"#, None),
+        ];
+        for (json, expected) in table {
+            let parsed = serde_json::from_str::<MembersRequest>(json).ok();
+            assert_eq!(parsed, expected, "json {json}");
+        }
+    }
+}

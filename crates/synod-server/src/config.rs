@@ -1,0 +1,388 @@
+//! The configuration of one node of a deployment (`synod server --config node.toml`).
+//!
+//! Every setting comes from the TOML file, and any of them can be overridden by an
+//! environment variable named `SYNOD_` followed by its dotted path in upper case with `__`
+//! between sections: `SYNOD_NODE_ID=2`, `SYNOD_LISTEN_RESP=0.0.0.0:6379`,
+//! `SYNOD_RAFT__ELECTION_TIMEOUT_MS=300`. Unknown fields are refused, and the whole
+//! configuration is validated at start with errors that name the field.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use synod_core::config::check_range;
+use synod_core::{ConfigError, Validate};
+
+/// Where one member of the cluster listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: u64,
+    /// Raft and failure-detector traffic between nodes.
+    pub peer: SocketAddr,
+    /// The Redis protocol.
+    pub resp: SocketAddr,
+    /// The HTTP admin API and dashboard.
+    pub http: SocketAddr,
+}
+
+/// Raft timing and lease settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSection {
+    /// The granularity of Raft's timers.
+    pub tick_ms: u64,
+    /// The base election timeout (a follower waits a random time in [t, 2t)).
+    pub election_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    /// The bound on clock drift between nodes, in parts per million, under which lease
+    /// reads stay linearizable. 0 switches lease reads off (they use ReadIndex).
+    pub lease_drift_bound_ppm: u64,
+    /// Take a snapshot and compact the log once it has grown this many bytes.
+    pub snapshot_log_bytes: u64,
+}
+
+impl Default for RaftSection {
+    fn default() -> RaftSection {
+        RaftSection {
+            tick_ms: 10,
+            election_timeout_ms: 300,
+            heartbeat_interval_ms: 50,
+            lease_drift_bound_ppm: 1_000,
+            snapshot_log_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Client-facing limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Open RESP connections; more are refused with an error.
+    pub max_connections: usize,
+    /// Close a RESP connection idle this long (0: never).
+    pub idle_timeout_secs: u64,
+    /// The largest bulk string a client may send.
+    pub bulk_max_bytes: usize,
+    /// Arguments in one command.
+    pub args_max: usize,
+    /// How long a request may wait for the cluster, retries included.
+    pub request_timeout_ms: u64,
+    /// Commands of one connection in flight at once (pipelining).
+    pub pipeline_max: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> LimitsSection {
+        LimitsSection {
+            max_connections: 10_000,
+            idle_timeout_secs: 0,
+            bulk_max_bytes: 8 << 20,
+            args_max: 1 << 16,
+            request_timeout_ms: 5_000,
+            pipeline_max: 4_096,
+        }
+    }
+}
+
+/// One node's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// This node's id; it must be one of `members` (or join later as a learner).
+    pub node_id: u64,
+    /// Peer messages carry it; a node refuses messages from another cluster.
+    #[serde(default = "default_cluster_id")]
+    pub cluster_id: u64,
+    pub data_dir: PathBuf,
+    /// Where this node listens; default: its entry in `members`.
+    #[serde(default)]
+    pub listen_peer: Option<SocketAddr>,
+    #[serde(default)]
+    pub listen_resp: Option<SocketAddr>,
+    #[serde(default)]
+    pub listen_http: Option<SocketAddr>,
+    /// The cluster's members at bootstrap (the initial voters) and where they listen.
+    pub members: Vec<MemberConfig>,
+    /// Clients must AUTH with this password (none: no authentication).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Print lifecycle lines and network errors to standard error.
+    #[serde(default = "default_true")]
+    pub log: bool,
+    #[serde(default)]
+    pub raft: RaftSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+fn default_cluster_id() -> u64 {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// The top-level fields an environment variable may set.
+const FIELDS: [&str; 11] = [
+    "node_id",
+    "cluster_id",
+    "data_dir",
+    "listen_peer",
+    "listen_resp",
+    "listen_http",
+    "members",
+    "password",
+    "log",
+    "raft",
+    "limits",
+];
+
+impl ServerConfig {
+    /// Parses `text` (TOML), applies the `SYNOD_*` overrides in `env`, and validates.
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<ServerConfig, ConfigError> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|error: toml::de::Error| ConfigError::new("(file)", error.to_string()))?;
+        for (name, value) in env {
+            apply_override(&mut table, &name, &value)?;
+        }
+        let config: ServerConfig = table.try_into().map_err(|error: toml::de::Error| {
+            ConfigError::new("(file)", error.message().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// This node's entry in `members`.
+    pub fn own_member(&self) -> Option<&MemberConfig> {
+        self.members.iter().find(|member| member.id == self.node_id)
+    }
+
+    pub fn peer_address(&self) -> SocketAddr {
+        self.listen_peer
+            .or_else(|| self.own_member().map(|member| member.peer))
+            .unwrap_or_else(|| ([127, 0, 0, 1], 0).into())
+    }
+
+    pub fn resp_address(&self) -> SocketAddr {
+        self.listen_resp
+            .or_else(|| self.own_member().map(|member| member.resp))
+            .unwrap_or_else(|| ([127, 0, 0, 1], 0).into())
+    }
+
+    pub fn http_address(&self) -> SocketAddr {
+        self.listen_http
+            .or_else(|| self.own_member().map(|member| member.http))
+            .unwrap_or_else(|| ([127, 0, 0, 1], 0).into())
+    }
+}
+
+/// Sets the field an environment variable names, if it names one. The value is read as a
+/// TOML value (a number, a boolean, an array or table) and otherwise taken as a string.
+fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let Some(path) = name.strip_prefix("SYNOD_") else {
+        return Ok(());
+    };
+    let path: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    if !FIELDS.contains(&path[0].as_str()) {
+        return Ok(());
+    }
+    let parsed = format!("value = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut table| table.remove("value"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let field = path.join(".");
+    let mut current = table;
+    for section in &path[..path.len() - 1] {
+        let entry = current
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(table) => table,
+            _ => {
+                let problem = format!("is set by {name} but {section} is not a section");
+                return Err(ConfigError::new(field, problem));
+            }
+        };
+    }
+    let last = path[path.len() - 1].clone();
+    current.insert(last, parsed);
+    Ok(())
+}
+
+impl Validate for ServerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range("node_id", self.node_id, 1, u64::MAX)?;
+        check_range(
+            "members",
+            self.members.len(),
+            1,
+            synod_core::limits::NODES_COUNT_MAX,
+        )?;
+        let mut ids = BTreeSet::new();
+        for member in &self.members {
+            check_range("members.id", member.id, 1, u64::MAX)?;
+            if !ids.insert(member.id) {
+                let problem = format!("lists node {} twice", member.id);
+                return Err(ConfigError::new("members", problem));
+            }
+        }
+        if self.own_member().is_none() && self.listen_peer.is_none() {
+            let problem = format!(
+                "has no entry for node_id {}: add it, or set listen_peer, listen_resp and \
+                 listen_http for a node that will join as a learner",
+                self.node_id
+            );
+            return Err(ConfigError::new("members", problem));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("data_dir", "is empty: name a directory"));
+        }
+        if let Some(password) = &self.password
+            && password.is_empty()
+        {
+            return Err(ConfigError::new(
+                "password",
+                "is empty: remove it or set one",
+            ));
+        }
+        self.raft.validate().map_err(|error| error.within("raft"))?;
+        self.limits
+            .validate()
+            .map_err(|error| error.within("limits"))
+    }
+}
+
+impl Validate for RaftSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range("tick_ms", self.tick_ms, 1, 1_000)?;
+        check_range(
+            "election_timeout_ms",
+            self.election_timeout_ms,
+            3 * self.tick_ms,
+            60_000,
+        )?;
+        check_range(
+            "heartbeat_interval_ms",
+            self.heartbeat_interval_ms,
+            self.tick_ms,
+            self.election_timeout_ms / 2,
+        )?;
+        check_range(
+            "lease_drift_bound_ppm",
+            self.lease_drift_bound_ppm,
+            0,
+            100_000,
+        )?;
+        check_range(
+            "snapshot_log_bytes",
+            self.snapshot_log_bytes,
+            1 << 16,
+            1 << 40,
+        )
+    }
+}
+
+impl Validate for LimitsSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_range("max_connections", self.max_connections, 1, 1_000_000)?;
+        check_range("idle_timeout_secs", self.idle_timeout_secs, 0, 31_536_000)?;
+        check_range("bulk_max_bytes", self.bulk_max_bytes, 1, 512 << 20)?;
+        check_range("args_max", self.args_max, 1, 1 << 24)?;
+        check_range("request_timeout_ms", self.request_timeout_ms, 10, 3_600_000)?;
+        check_range("pipeline_max", self.pipeline_max, 1, 1 << 20)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+node_id = 2
+data_dir = "data/2"
+[[members]]
+id = 1
+peer = "127.0.0.1:7001"
+resp = "127.0.0.1:6001"
+http = "127.0.0.1:8001"
+[[members]]
+id = 2
+peer = "127.0.0.1:7002"
+resp = "127.0.0.1:6002"
+http = "127.0.0.1:8002"
+"#;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_minimal_file_takes_defaults_and_its_own_member_addresses() {
+        // Checks defaults fill the sections and listen addresses come from the member entry.
+        let config = ServerConfig::parse(MINIMAL, env(&[])).unwrap();
+        assert_eq!(config.raft, RaftSection::default());
+        assert_eq!(config.resp_address().to_string(), "127.0.0.1:6002");
+        assert_eq!(config.peer_address().to_string(), "127.0.0.1:7002");
+        assert_eq!(config.cluster_id, 1);
+    }
+
+    #[test]
+    fn environment_variables_override_fields_and_sections() {
+        // Checks SYNOD_* variables set top-level and nested fields, and others are ignored.
+        let vars = env(&[
+            ("SYNOD_NODE_ID", "1"),
+            ("SYNOD_RAFT__ELECTION_TIMEOUT_MS", "500"),
+            ("SYNOD_LISTEN_RESP", "127.0.0.1:7777"),
+            ("SYNOD_PASSWORD", "secret"),
+            ("SYNOD_RAFT_SEEDS", "1..5"),
+            ("HOME", "/root"),
+        ]);
+        let config = ServerConfig::parse(MINIMAL, vars).unwrap();
+        assert_eq!(config.node_id, 1);
+        assert_eq!(config.raft.election_timeout_ms, 500);
+        assert_eq!(config.resp_address().to_string(), "127.0.0.1:7777");
+        assert_eq!(config.password.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn invalid_settings_are_refused_naming_the_field() {
+        // Checks each kind of bad setting fails with the dotted field name in the message.
+        let cases: [(&str, &[(&str, &str)], &str); 6] = [
+            (MINIMAL, &[("SYNOD_RAFT__TICK_MS", "0")], "raft.tick_ms"),
+            (MINIMAL, &[("SYNOD_NODE_ID", "9")], "members"),
+            (
+                MINIMAL,
+                &[("SYNOD_LIMITS__MAX_CONNECTIONS", "0")],
+                "limits.max_connections",
+            ),
+            (MINIMAL, &[("SYNOD_RAFT__BOGUS", "1")], "bogus"),
+            (
+                MINIMAL,
+                &[("SYNOD_LISTEN_RESP", "not an address")],
+                "address",
+            ),
+            (
+                "node_id = 1\ndata_dir = \"d\"\nmembers = []",
+                &[],
+                "members",
+            ),
+        ];
+        for (text, vars, expected) in cases {
+            let error = ServerConfig::parse(text, env(vars))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{vars:?}: {error}");
+        }
+    }
+}

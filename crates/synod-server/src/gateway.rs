@@ -1,0 +1,372 @@
+//! The gateway: how the RESP front end of a node reaches the consistent core.
+//!
+//! It is a client of the replicas, exactly like a remote one: it owns an endpoint on its
+//! node ([`GATEWAY_PORT`]), sends `ClientRequest`s to a replica's CLIENT_PORT (its own node's,
+//! or the leader's over the peer transport) and matches the responses to the connections
+//! waiting for them. A follower's connections therefore reach the leader without the
+//! client noticing:
+//!
+//! ```text
+//! connection --submit (bounded)--> gateway --ClientRequest--> replica (here or the leader)
+//! connection <--oneshot-- gateway <--ClientResponse (to GATEWAY_PORT)-- replica
+//! ```
+//!
+//! Retries are safe only where nothing was done: `NotLeader` sends the request on to the
+//! named leader (or waits for one to be elected, with backoff, until the deadline); every
+//! other answer goes back to the connection as it is. A request that gets no answer by its
+//! deadline fails with a timeout; for a write its outcome is then unknown.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use synod_actor::Port;
+use synod_core::NodeId;
+use synod_node::client::{ClientRequest, ClientResponse, Outcome, RequestBody};
+use synod_node::replica::CLIENT_PORT;
+use synod_runtime::{Endpoint, EndpointSendError, EndpointSender};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+/// The port the gateway's endpoint serves on every node.
+pub const GATEWAY_PORT: Port = Port(4);
+/// Submissions taken from the queue in one turn of the gateway loop.
+const SUBMISSIONS_BATCH_MAX: usize = 1_024;
+/// How often the gateway looks for expired requests and due retries.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(5);
+
+/// The gateway's settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// How long a request may take, retries included.
+    pub request_timeout: Duration,
+    /// The wait before a request is tried again when no leader is known.
+    pub retry_backoff: Duration,
+    /// Redirects to a named leader per request before giving up.
+    pub redirects_max: u32,
+    /// Requests waiting for an answer; beyond it submissions are refused.
+    pub pending_max: usize,
+    /// Submissions queued for the gateway loop.
+    pub queue_capacity: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> GatewayConfig {
+        GatewayConfig {
+            request_timeout: Duration::from_secs(5),
+            retry_backoff: Duration::from_millis(20),
+            redirects_max: 8,
+            pending_max: 65_536,
+            queue_capacity: 16_384,
+        }
+    }
+}
+
+/// Where a request should be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// This node's replica (stale and follower reads).
+    Local,
+    /// The leader's replica (writes, linearizable and lease reads, admin requests).
+    Leader,
+}
+
+/// Why the gateway could not get an answer.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum GatewayError {
+    #[error("no leader is known ({detail}); retry")]
+    NoLeader { detail: String },
+    #[error("{reason}")]
+    Refused { reason: String },
+    #[error("no answer within {waited_ms} ms")]
+    Timeout { waited_ms: u64 },
+}
+
+struct Submission {
+    body: RequestBody,
+    route: Route,
+    reply: oneshot::Sender<Result<Outcome, GatewayError>>,
+}
+
+/// A handle connections use to submit requests; cloneable.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    submissions: mpsc::Sender<Submission>,
+    leader_hint: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Starts the gateway loop on `endpoint` (which must serve [`GATEWAY_PORT`]) as a task
+    /// of the current tokio runtime. It ends when every handle is dropped or the node stops.
+    pub fn start(node: NodeId, endpoint: Endpoint, config: GatewayConfig) -> Gateway {
+        let (submissions, queue) = mpsc::channel(config.queue_capacity);
+        let leader_hint = Arc::new(AtomicU64::new(0));
+        let sender = endpoint.sender();
+        let gateway_loop = GatewayLoop {
+            node,
+            endpoint,
+            sender,
+            queue,
+            config,
+            leader_hint: leader_hint.clone(),
+            pending: BTreeMap::new(),
+            retries: BTreeMap::new(),
+            next_id: 0,
+        };
+        tokio::spawn(gateway_loop.run());
+        Gateway {
+            submissions,
+            leader_hint,
+        }
+    }
+
+    /// Sends `body` to the replica `route` names and waits for its answer.
+    pub async fn request(&self, body: RequestBody, route: Route) -> Result<Outcome, GatewayError> {
+        match self.submit(body, route) {
+            Ok(receiver) => receiver.await.unwrap_or_else(|_| {
+                Err(GatewayError::Refused {
+                    reason: "the node is shutting down".into(),
+                })
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Queues `body` without waiting; the answer arrives on the returned receiver. A
+    /// connection submits every pipelined command at once and awaits the answers in order.
+    pub fn submit(
+        &self,
+        body: RequestBody,
+        route: Route,
+    ) -> Result<oneshot::Receiver<Result<Outcome, GatewayError>>, GatewayError> {
+        let (reply, receiver) = oneshot::channel();
+        let submission = Submission { body, route, reply };
+        match self.submissions.try_send(submission) {
+            Ok(()) => Ok(receiver),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(GatewayError::Refused {
+                reason: "BUSY the node's request queue is full; retry later".into(),
+            }),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(GatewayError::Refused {
+                reason: "the node is shutting down".into(),
+            }),
+        }
+    }
+
+    /// The leader the gateway last learned of (`None`: unknown).
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        match self.leader_hint.load(Ordering::Relaxed) {
+            0 => None,
+            node => Some(NodeId(node)),
+        }
+    }
+
+    /// Tells the gateway who leads, as this node's replica sees it.
+    pub fn set_leader_hint(&self, leader: Option<NodeId>) {
+        let value = leader.map_or(0, |node| node.0);
+        self.leader_hint.store(value, Ordering::Relaxed);
+    }
+}
+
+struct Pending {
+    body: RequestBody,
+    route: Route,
+    reply: oneshot::Sender<Result<Outcome, GatewayError>>,
+    started: Instant,
+    deadline: Instant,
+    redirects: u32,
+    /// The node the request was last sent to.
+    target: NodeId,
+}
+
+struct GatewayLoop {
+    node: NodeId,
+    endpoint: Endpoint,
+    sender: EndpointSender,
+    queue: mpsc::Receiver<Submission>,
+    config: GatewayConfig,
+    leader_hint: Arc<AtomicU64>,
+    pending: BTreeMap<u64, Pending>,
+    /// Requests waiting to be sent again: (when, request id).
+    retries: BTreeMap<(Instant, u64), ()>,
+    next_id: u64,
+}
+
+impl GatewayLoop {
+    async fn run(mut self) {
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                inbound = self.endpoint.recv() => match inbound {
+                    Some(inbound) => {
+                        self.on_response(&inbound.payload);
+                        for _ in 1..SUBMISSIONS_BATCH_MAX {
+                            let Some(inbound) = self.endpoint.try_recv() else { break };
+                            self.on_response(&inbound.payload);
+                        }
+                    }
+                    None => return self.fail_all("the node stopped"),
+                },
+                submission = self.queue.recv() => match submission {
+                    Some(submission) => {
+                        self.on_submission(submission);
+                        for _ in 1..SUBMISSIONS_BATCH_MAX {
+                            let Ok(submission) = self.queue.try_recv() else { break };
+                            self.on_submission(submission);
+                        }
+                    }
+                    None => return self.fail_all("the node is shutting down"),
+                },
+                _ = sweep.tick(), if !self.pending.is_empty() => self.sweep(Instant::now()),
+            }
+        }
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        match self.leader_hint.load(Ordering::Relaxed) {
+            0 => None,
+            node => Some(NodeId(node)),
+        }
+    }
+
+    fn on_submission(&mut self, submission: Submission) {
+        if self.pending.len() >= self.config.pending_max {
+            let reason = "BUSY too many requests are waiting on this node; retry later";
+            let _ = submission.reply.send(Err(GatewayError::Refused {
+                reason: reason.into(),
+            }));
+            return;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let now = Instant::now();
+        let pending = Pending {
+            body: submission.body,
+            route: submission.route,
+            reply: submission.reply,
+            started: now,
+            deadline: now + self.config.request_timeout,
+            redirects: 0,
+            target: self.node,
+        };
+        self.pending.insert(id, pending);
+        self.send(id);
+    }
+
+    /// Sends request `id` to where its route points now.
+    fn send(&mut self, id: u64) {
+        let leader = self.leader();
+        let Some(pending) = self.pending.get_mut(&id) else {
+            return;
+        };
+        pending.target = match pending.route {
+            Route::Local => self.node,
+            Route::Leader => leader.unwrap_or(self.node),
+        };
+        let request = ClientRequest {
+            id,
+            reply_port: GATEWAY_PORT.0,
+            body: pending.body.clone(),
+        };
+        let result = self
+            .sender
+            .try_send(pending.target, CLIENT_PORT, request.encode());
+        if let Err(error) = result {
+            let reason = match error {
+                EndpointSendError::Full { .. } => {
+                    "BUSY the node's outgoing queue is full; retry later".to_string()
+                }
+                EndpointSendError::Stopped => "the node is shutting down".to_string(),
+            };
+            self.finish(id, Err(GatewayError::Refused { reason }));
+        }
+    }
+
+    fn on_response(&mut self, payload: &[u8]) {
+        let Ok(response) = ClientResponse::decode(payload) else {
+            return;
+        };
+        let id = response.id;
+        let Some(pending) = self.pending.get_mut(&id) else {
+            // A late answer to a request that has already timed out.
+            return;
+        };
+        match response.outcome {
+            Outcome::NotLeader { leader } => {
+                let from = pending.target;
+                match leader {
+                    Some(leader)
+                        if leader != from && pending.redirects < self.config.redirects_max =>
+                    {
+                        pending.redirects += 1;
+                        self.leader_hint.store(leader.0, Ordering::Relaxed);
+                        self.send(id);
+                    }
+                    _ => {
+                        let (deadline, started) = (pending.deadline, pending.started);
+                        // No leader known (an election is under way): forget a hint that
+                        // pointed at the node that just said it does not lead, and wait.
+                        if self.leader() == Some(from) || leader.is_none() {
+                            self.leader_hint.store(0, Ordering::Relaxed);
+                        }
+                        let at = Instant::now() + self.config.retry_backoff;
+                        if at >= deadline {
+                            let detail = format!(
+                                "node {from} does not lead and no leader was elected within \
+                                 {} ms",
+                                started.elapsed().as_millis()
+                            );
+                            self.finish(id, Err(GatewayError::NoLeader { detail }));
+                        } else {
+                            self.retries.insert((at, id), ());
+                        }
+                    }
+                }
+            }
+            outcome => self.finish(id, Ok(outcome)),
+        }
+    }
+
+    fn finish(&mut self, id: u64, result: Result<Outcome, GatewayError>) {
+        if let Some(pending) = self.pending.remove(&id) {
+            let _ = pending.reply.send(result);
+        }
+    }
+
+    /// Sends due retries and fails requests past their deadline.
+    fn sweep(&mut self, now: Instant) {
+        let later = self.retries.split_off(&(now, u64::MAX));
+        let due = std::mem::replace(&mut self.retries, later);
+        for (_, id) in due.into_keys() {
+            self.send(id);
+        }
+        // Every request gets the same timeout and ids grow with time, so the expired
+        // requests are the ones with the lowest ids.
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.get().deadline > now {
+                break;
+            }
+            let pending = entry.remove();
+            let waited_ms = pending.started.elapsed().as_millis() as u64;
+            let _ = pending.reply.send(Err(GatewayError::Timeout { waited_ms }));
+        }
+    }
+
+    fn fail_all(&mut self, reason: &str) {
+        for (_, pending) in std::mem::take(&mut self.pending) {
+            let _ = pending.reply.send(Err(GatewayError::Refused {
+                reason: reason.to_string(),
+            }));
+        }
+    }
+}
