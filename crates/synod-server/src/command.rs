@@ -126,7 +126,10 @@ pub enum Plan {
     /// Send this reply, then close the connection (QUIT).
     Close(Reply),
     /// A write through the Raft log.
-    Write { command: Command, then: Then },
+    Write {
+        command: Command,
+        then: Then,
+    },
     /// Reads, each `Operation::Get { revision: None, .. }` or `Operation::Range { .. }`, at
     /// `level`; answered in the same order.
     Read {
@@ -135,7 +138,9 @@ pub enum Plan {
         then: Then,
     },
     /// The node's status is needed (INFO, SYNOD.STATUS, DBSIZE, ROLE).
-    Status { then: Then },
+    Status {
+        then: Then,
+    },
 }
 
 /// What to do with the node's answer to a plan: pass it back to [`Connection::finish`].
@@ -510,9 +515,21 @@ const COMMANDS: &[Spec] = &[
     spec("synod.cas", -4, WRITE, ONE_KEY, Kind::SynodCas),
     spec("synod.fence", 1, CONNECTION, NO_KEYS, Kind::SynodFence),
     spec("synod.get", 2, READ, ONE_KEY, Kind::SynodGet),
-    spec("synod.read-level", -1, CONNECTION, NO_KEYS, Kind::SynodReadLevel),
+    spec(
+        "synod.read-level",
+        -1,
+        CONNECTION,
+        NO_KEYS,
+        Kind::SynodReadLevel,
+    ),
     spec("synod.session", -2, CONNECTION, NO_KEYS, Kind::SynodSession),
-    spec("synod.staleness", 1, CONNECTION, NO_KEYS, Kind::SynodStaleness),
+    spec(
+        "synod.staleness",
+        1,
+        CONNECTION,
+        NO_KEYS,
+        Kind::SynodStaleness,
+    ),
     spec("synod.status", 1, ADMIN, NO_KEYS, Kind::SynodStatus),
 ];
 
@@ -723,7 +740,11 @@ impl Connection {
         let mut name = None;
         let mut index = 2;
         while let Some(option) = args.get(index) {
-            match (&option.to_ascii_lowercase()[..], args.get(index + 1), args.get(index + 2)) {
+            match (
+                &option.to_ascii_lowercase()[..],
+                args.get(index + 1),
+                args.get(index + 2),
+            ) {
                 (b"auth", Some(user), Some(password)) => {
                     credentials = Some((user, password));
                     index += 3;
@@ -1004,7 +1025,7 @@ impl Connection {
             return Plan::Reply(self.too_many_keys(self.watched.len() + new_count));
         }
         self.watches_pending += 1;
-        let ops = keys.iter().map(|key| get_op(key)).collect();
+        let ops = keys.iter().map(get_op).collect();
         Plan::Read {
             ops,
             level: ReadLevel::Linearizable,
@@ -1396,12 +1417,14 @@ impl Connection {
         match then.step {
             Step::Get => reply_or_error(read_value(dones.first()).map(|v| value_reply(v))),
             Step::SynodGet => synod_get_reply(dones.first()),
-            Step::Strlen => reply_or_error(read_value(dones.first()).map(|value| {
-                integer(value.map_or(0, |value| value.value.len() as u64))
-            })),
-            Step::Type => reply_or_error(read_value(dones.first()).map(|value| {
-                text_simple(if value.is_some() { "string" } else { "none" })
-            })),
+            Step::Strlen => reply_or_error(
+                read_value(dones.first())
+                    .map(|value| integer(value.map_or(0, |value| value.value.len() as u64))),
+            ),
+            Step::Type => reply_or_error(
+                read_value(dones.first())
+                    .map(|value| text_simple(if value.is_some() { "string" } else { "none" })),
+            ),
             Step::Mget => mget_reply(&dones),
             Step::Exists => exists_reply(&dones),
             Step::Keys { pattern } => self.keys_reply(&pattern, dones.first()),
@@ -1446,7 +1469,11 @@ impl Connection {
             _ => 0,
         };
         // TYPE naming another type than "string" matches no key, but the cursor moves on.
-        let entries = if step.type_excludes_all { &[][..] } else { entries };
+        let entries = if step.type_excludes_all {
+            &[][..]
+        } else {
+            entries
+        };
         let keys = entries
             .iter()
             .filter(|entry| step.pattern.as_ref().is_none_or(|p| p.matches(&entry.key)))
@@ -1677,7 +1704,8 @@ fn role_reply(status: &NodeStatus) -> Reply {
 
 /// SYNOD.STATUS: every field of [`NodeStatus`] as a map (a flat array in RESP2).
 fn status_reply(status: &NodeStatus) -> Reply {
-    let numbers = |values: &[u64]| Reply::Array(Some(values.iter().copied().map(integer).collect()));
+    let numbers =
+        |values: &[u64]| Reply::Array(Some(values.iter().copied().map(integer).collect()));
     let followers = status.followers.iter().map(|follower| {
         Reply::Map(vec![
             (text("node"), integer(follower.node)),
@@ -1975,9 +2003,9 @@ fn queued_reply(queued: Queued, results: &[TxnResult]) -> Reply {
             [TxnResult::Value(value), TxnResult::Put] => Some(value_reply(value.as_ref())),
             _ => None,
         },
-        Queued::Values { .. } => values().map(|values| {
-            Reply::Array(Some(values.into_iter().map(value_reply).collect()))
-        }),
+        Queued::Values { .. } => {
+            values().map(|values| Reply::Array(Some(values.into_iter().map(value_reply).collect())))
+        }
         Queued::Exists { .. } => {
             values().map(|values| integer(values.iter().flatten().count() as u64))
         }
@@ -2139,7 +2167,9 @@ fn unknown_command_text(args: &[Bytes]) -> String {
 }
 
 fn arity_error(name: &str) -> Reply {
-    error(format!("ERR wrong number of arguments for '{name}' command"))
+    error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
 }
 
 /// Up to [`QUOTE_SIZE_MAX`] characters of an argument, for an error text.

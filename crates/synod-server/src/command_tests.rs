@@ -294,7 +294,10 @@ fn connection_commands_reply_at_once_with_redis_texts() {
                  user. Are you sure your configuration is correct?",
             ),
         ),
-        (vec!["AUTH", "default", "anything"], Reply::Simple("OK".into())),
+        (
+            vec!["AUTH", "default", "anything"],
+            Reply::Simple("OK".into()),
+        ),
         (
             vec!["AUTH", "alice", "pw"],
             err("WRONGPASS invalid username-password pair or user is disabled."),
@@ -404,7 +407,10 @@ fn hello_switches_the_protocol_and_replies_a_map_in_either_shape() {
     let hello = reply(&mut c, &["HELLO"]);
     assert_eq!(hello, expected(2));
     let resp2 = encoded(&hello, c.protocol());
-    assert!(resp2.starts_with("*14\r\n$6\r\nserver\r\n$5\r\nsynod\r\n"), "{resp2}");
+    assert!(
+        resp2.starts_with("*14\r\n$6\r\nserver\r\n$5\r\nsynod\r\n"),
+        "{resp2}"
+    );
     let hello = reply(&mut c, &["hello", "3", "setname", "me"]);
     assert_eq!(hello, expected(3));
     assert_eq!(c.protocol(), ProtocolVersion::Resp3);
@@ -627,7 +633,10 @@ fn write_arguments_are_checked_before_anything_is_sent() {
             vec!["DECRBY", "k", "-9223372036854775808"],
             err("ERR decrement would overflow"),
         ),
-        (vec!["SYNOD.CAS", "k", "FOO", "1", "v"], err("ERR syntax error")),
+        (
+            vec!["SYNOD.CAS", "k", "FOO", "1", "v"],
+            err("ERR syntax error"),
+        ),
         (
             vec!["SYNOD.CAS", "k", "VERSION", "-1", "v"],
             err("ERR value is not an integer or out of range"),
@@ -651,7 +660,10 @@ fn store_and_service_errors_become_clear_replies() {
             err("ERR increment or decrement would overflow"),
         ),
         (
-            written(Response::Error(CommandError::ValueTooLarge { size: 9, max: 4 })),
+            written(Response::Error(CommandError::ValueTooLarge {
+                size: 9,
+                max: 4,
+            })),
             err("ERR synod: value is 9 bytes, more than value_size_max (4)"),
         ),
         (
@@ -978,7 +990,10 @@ fn multi_errors_match_redis_and_abort_exec() {
     // refused command (unknown, wrong arity, not expressible in a Txn, a key written twice)
     // makes EXEC fail with EXECABORT.
     let mut c = connection();
-    assert_eq!(reply(&mut c, &["DISCARD"]), err("ERR DISCARD without MULTI"));
+    assert_eq!(
+        reply(&mut c, &["DISCARD"]),
+        err("ERR DISCARD without MULTI")
+    );
     assert_eq!(reply(&mut c, &["EXEC"]), err("ERR EXEC without MULTI"));
     reply(&mut c, &["MULTI"]);
     assert_eq!(
@@ -1026,7 +1041,10 @@ fn multi_errors_match_redis_and_abort_exec() {
     reply(&mut c, &["MULTI"]);
     reply(&mut c, &["SET", "x", "1"]);
     assert_eq!(reply(&mut c, &["DISCARD"]), Reply::Simple("OK".into()));
-    assert!(matches!(c.plan(args(&["SET", "x", "1"])), Plan::Write { .. }));
+    assert!(matches!(
+        c.plan(args(&["SET", "x", "1"])),
+        Plan::Write { .. }
+    ));
 }
 
 #[test]
@@ -1231,7 +1249,10 @@ fn session_writes_carry_exact_sequences_and_acknowledgements() {
     assert_eq!(close.op, Operation::CloseSession);
     assert_eq!(close.session, session(5, 4));
     let done = Response::Done { revision: 21 };
-    assert_eq!(c.finish(then_close, written(done)), Reply::Simple("OK".into()));
+    assert_eq!(
+        c.finish(then_close, written(done)),
+        Reply::Simple("OK".into())
+    );
     assert_eq!(info(&mut c), Reply::Null);
     let (plain, _) = write_plan(&mut c, &["SET", "a", "1"]);
     assert_eq!(plain.session, None);
@@ -1283,7 +1304,10 @@ fn session_errors_are_clear_and_an_expired_session_is_dropped() {
         )
     );
     assert_eq!(reply(&mut c, &["SYNOD.SESSION", "INFO"]), Reply::Null);
-    reply(&mut c, &["SYNOD.SESSION", "RESUME", "5", "18446744073709551615"]);
+    reply(
+        &mut c,
+        &["SYNOD.SESSION", "RESUME", "5", "18446744073709551615"],
+    );
     assert_eq!(
         reply(&mut c, &["SET", "a", "1"]),
         err(
@@ -1533,7 +1557,10 @@ fn mismatched_answers_give_an_error_not_a_panic() {
         internal
     );
     let (_, _, then) = read_plan(&mut c, &["MGET", "a", "b"]);
-    assert_eq!(c.finish(then, Done::Read(Ok(Vec::new()))), array(Vec::new()));
+    assert_eq!(
+        c.finish(then, Done::Read(Ok(Vec::new()))),
+        array(Vec::new())
+    );
     let (_, _, then) = read_plan(&mut c, &["GET", "a"]);
     assert_eq!(c.finish(then, Done::Read(Ok(Vec::new()))), internal);
     let (_, _, then) = read_plan(&mut c, &["GET", "a"]);
@@ -1567,12 +1594,8 @@ fn arguments_strategy() -> impl Strategy<Value = Vec<Bytes>> {
         proptest::collection::vec(any::<u8>(), 0..12),
         any::<i64>().prop_map(|number| number.to_string().into_bytes()),
     ];
-    (name, proptest::collection::vec(arg, 0..8)).prop_map(|(name, rest)| {
-        std::iter::once(name)
-            .chain(rest)
-            .map(Bytes::from)
-            .collect()
-    })
+    (name, proptest::collection::vec(arg, 0..8))
+        .prop_map(|(name, rest)| std::iter::once(name).chain(rest).map(Bytes::from).collect())
 }
 
 /// Answers of every kind, to feed `finish` whatever a plan asked for.

@@ -358,7 +358,8 @@ http = "127.0.0.1:8002"
     #[test]
     fn invalid_settings_are_refused_naming_the_field() {
         // Checks each kind of bad setting fails with the dotted field name in the message.
-        let cases: [(&str, &[(&str, &str)], &str); 6] = [
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case<'_>; 6] = [
             (MINIMAL, &[("SYNOD_RAFT__TICK_MS", "0")], "raft.tick_ms"),
             (MINIMAL, &[("SYNOD_NODE_ID", "9")], "members"),
             (

@@ -38,6 +38,9 @@ use crate::metrics::{ActorRow, Metrics, NodeFigures};
 use crate::resp::{Reply, RespLimits, encode};
 use crate::status::{FollowerStatus, MemberEndpoints, NodeStatus};
 
+/// Keys one command (DEL, MGET, MSET, a MULTI block) may name; the state machine takes as
+/// many operations in one transaction.
+const KEYS_PER_COMMAND_MAX: usize = 4_096;
 /// Arrivals waiting at the gateway's endpoint.
 const GATEWAY_ENDPOINT_CAPACITY: usize = 65_536;
 /// How often the gateway's leader hint is refreshed from the local replica.
@@ -87,7 +90,10 @@ pub fn replica_config(config: &ServerConfig) -> ReplicaConfig {
     };
     ReplicaConfig {
         raft,
-        kv: KvConfig::default(),
+        kv: KvConfig {
+            txn_ops_max: KEYS_PER_COMMAND_MAX,
+            ..KvConfig::default()
+        },
         storage: RaftStorageConfig::default(),
         bootstrap: config
             .members
@@ -174,6 +180,7 @@ pub async fn run_server(config: ServerConfig, shutdown: impl Future) -> Result<(
         status: source.clone(),
         command: CommandConfig {
             password: config.password.clone(),
+            keys_per_command_max: KEYS_PER_COMMAND_MAX,
             ..CommandConfig::default()
         },
         resp_limits: RespLimits {
