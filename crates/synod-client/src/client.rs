@@ -573,7 +573,8 @@ mod tests {
     #[test]
     fn config_validation_names_the_field() {
         // Checks that each inconsistent setting is refused with its field's name.
-        let cases: [(fn(&mut ClientConfig), &str); 4] = [
+        type Change = fn(&mut ClientConfig);
+        let cases: [(Change, &str); 4] = [
             (
                 |config| config.request_timeout = Duration::ZERO,
                 "request_timeout",

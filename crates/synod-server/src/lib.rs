@@ -32,7 +32,7 @@ pub mod status;
 pub use command::{
     CommandConfig, Connection, Done, Pattern, Plan, ReadDone, ServiceError, Then, Written,
 };
-pub use resp::{ProtocolVersion, Reply, ReplyParser, RequestParser, RespError, RespLimits, encode};
 pub use config::ServerConfig;
+pub use resp::{ProtocolVersion, Reply, ReplyParser, RequestParser, RespError, RespLimits, encode};
 pub use server::{ServerError, run_server};
 pub use status::{FollowerStatus, MemberEndpoints, NodeStatus, ReadLevel};

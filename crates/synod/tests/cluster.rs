@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use synod_server::{Reply, ReplyParser, RespLimits};
 
+#[path = "../../synod-server/tests/support/chromium.rs"]
+mod chromium;
+
 /// A `synod up` cluster in a temporary directory, stopped (SIGTERM) when dropped.
 struct Cluster {
     up: Option<Child>,
@@ -18,16 +21,28 @@ struct Cluster {
     nodes: u64,
 }
 
-fn base_port() -> u16 {
-    // Each test runs in its own process: spread clusters apart by process id.
-    20_000 + (std::process::id() % 90) as u16 * 300
+/// A base port for test `slot`'s cluster whose nine ports are free now: candidates are
+/// spread apart by process and slot, and a taken one moves on to the next.
+fn base_port(slot: u16) -> u16 {
+    let first = (std::process::id() % 45) as u16;
+    (0..45)
+        .map(|step| 20_000 + ((first + step) % 45) * 900 + slot * 300)
+        .find(|base| {
+            (1..=3).all(|id| {
+                [0, 100, 200].iter().all(|offset| {
+                    std::net::TcpListener::bind(("127.0.0.1", base + offset + id)).is_ok()
+                })
+            })
+        })
+        .expect("a free range of ports")
 }
 
 impl Cluster {
-    fn start(nodes: u64) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("synod-cluster-test-{}", std::process::id()));
+    fn start(nodes: u64, slot: u16) -> Cluster {
+        let name = format!("synod-cluster-test-{}-{slot}", std::process::id());
+        let dir = std::env::temp_dir().join(name);
         let _ = std::fs::remove_dir_all(&dir);
-        let base = base_port();
+        let base = base_port(slot);
         let mut cluster = Cluster {
             up: None,
             dir,
@@ -64,6 +79,10 @@ impl Cluster {
         SocketAddr::from(([127, 0, 0, 1], self.base + id as u16))
     }
 
+    fn http(&self, id: u64) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.base + 100 + id as u16))
+    }
+
     fn node_dir(&self, id: u64) -> PathBuf {
         self.dir.join(format!("node-{id}"))
     }
@@ -86,6 +105,22 @@ impl Cluster {
         let _ = up.kill();
         let _ = up.wait();
         None
+    }
+
+    /// A node other than `old` that says it leads, once one does.
+    fn leader_other_than(&self, old: u64) -> u64 {
+        let mut leader = None;
+        wait_for(Duration::from_secs(20), || {
+            leader = (1..=self.nodes).filter(|id| *id != old).find(|id| {
+                connect(self.resp(*id)).is_some_and(|mut conn| {
+                    let info = conn.call(&["INFO", "replication"]);
+                    matches!(info, Some(Reply::Bulk(Some(text)))
+                        if String::from_utf8_lossy(&text).contains("role:master"))
+                })
+            });
+            leader.is_some()
+        });
+        leader.expect("a new leader")
     }
 
     /// The node that says it leads, once one does.
@@ -214,7 +249,7 @@ fn a_three_node_cluster_serves_redis_commands_survives_a_leader_kill_and_stops_c
     // Checks synod up's cluster: writes on any node, reads at every level, pipelining,
     // MULTI/EXEC, a kill -9 of the leader with no acknowledged write lost, and exit 0 on
     // SIGTERM.
-    let mut cluster = Cluster::start(3);
+    let mut cluster = Cluster::start(3, 0);
     let leader = cluster.leader();
     let follower = (1..=3).find(|id| *id != leader).expect("a follower");
     let mut on_leader = connect(cluster.resp(leader)).expect("connect leader");
@@ -301,4 +336,102 @@ fn a_three_node_cluster_serves_redis_commands_survives_a_leader_kill_and_stops_c
     assert_eq!(conn.call(&["GET", "after-kill"]), Some(bulk("yes")));
     assert_eq!(conn.call(&["GET", "p500"]), Some(bulk("v500")));
     assert_eq!(conn.call(&["GET", "counter"]), Some(bulk("2")));
+}
+
+/// The leader the dashboard shows, and how many node rows it has.
+fn dashboard_view(url: &str) -> Option<(String, usize)> {
+    let dom = match chromium::dump_dom(url, 3_000) {
+        Ok(dom) => dom,
+        Err(error) => {
+            eprintln!("chromium: {error:#}");
+            return None;
+        }
+    };
+    let rows = dom.matches("class=\"node\"").count();
+    let marker = "id=\"leader\" data-leader=\"";
+    let start = dom.find(marker)? + marker.len();
+    let leader: String = dom[start..].chars().take_while(|c| *c != '"').collect();
+    Some((leader, rows))
+}
+
+#[test]
+fn the_dashboard_shows_three_nodes_and_follows_a_leader_change_in_headless_chromium() {
+    // Checks the page synod serves, in a real browser against a real cluster: three node
+    // rows and the current leader, then the new leader after the old one is killed.
+    let cluster = Cluster::start(3, 1);
+    let leader = cluster.leader();
+    let survivor = (1..=3).find(|id| *id != leader).expect("a survivor");
+    let url = format!("http://{}/", cluster.http(survivor));
+    let mut seen = None;
+    wait_for(Duration::from_secs(60), || {
+        seen = dashboard_view(&url);
+        eprintln!("dashboard shows {seen:?}, leader is {leader}");
+        seen == Some((leader.to_string(), 3))
+    });
+    signal(cluster.pid(leader), "-KILL");
+    let new_leader = cluster.leader_other_than(leader);
+    wait_for(Duration::from_secs(60), || {
+        seen = dashboard_view(&url);
+        seen.as_ref()
+            .is_some_and(|(shown, rows)| *shown == new_leader.to_string() && *rows == 3)
+    });
+}
+
+#[test]
+fn kill_dash_nine_of_every_node_under_load_loses_no_acknowledged_write() {
+    // Checks durability of the real processes: writers run against the cluster, every node
+    // is killed with SIGKILL mid-stream, and after a restart every acknowledged write is
+    // there with its value.
+    let mut cluster = Cluster::start(3, 2);
+    cluster.leader();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (1..=3u64)
+        .map(|writer| {
+            let (address, stop) = (cluster.resp(writer), stop.clone());
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                let Some(mut conn) = connect(address) else {
+                    return acknowledged;
+                };
+                for index in 0..100_000u64 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let key = format!("w{writer}-{index}");
+                    match conn.call(&["SET", &key, &index.to_string()]) {
+                        Some(Reply::Simple(text)) if text == "OK" => acknowledged.push(key),
+                        Some(_) => {}
+                        None => break,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1_500));
+    for id in 1..=3 {
+        signal(cluster.pid(id), "-KILL");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acknowledged: Vec<String> = writers
+        .into_iter()
+        .flat_map(|writer| writer.join().expect("writer"))
+        .collect();
+    assert!(
+        acknowledged.len() > 50,
+        "too few writes acknowledged ({}) to test anything",
+        acknowledged.len()
+    );
+    cluster.stop();
+    cluster.launch();
+    cluster.leader();
+    let mut conn = connect(cluster.resp(1)).expect("connect after restart");
+    for key in &acknowledged {
+        let index = key.rsplit('-').next().expect("index");
+        assert_eq!(
+            conn.call(&["GET", key]),
+            Some(bulk(index)),
+            "acknowledged write {key} lost after kill -9"
+        );
+    }
 }
