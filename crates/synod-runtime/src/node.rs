@@ -78,6 +78,7 @@ pub struct NodeHandle {
     injection_capacity: usize,
     observations: ObservationLog,
     transport: Arc<TransportShared>,
+    disk: Arc<DiskCounters>,
 }
 
 impl NodeHandle {
@@ -136,6 +137,11 @@ impl NodeHandle {
         self.transport.peer_stats()
     }
 
+    /// The node's disk counters so far (operations, bytes, syncs, errors).
+    pub fn disk_stats(&self) -> DiskStats {
+        self.disk.snapshot()
+    }
+
     /// Counters of incoming connections that never named a node with a valid hello.
     pub fn unidentified_stats(&self) -> PeerStats {
         self.transport.unidentified.snapshot()
@@ -162,6 +168,7 @@ pub struct NodeRuntime {
         mpsc::Receiver<EndpointMessage>,
     ),
     endpoints: EndpointRoutes,
+    disk_counters: Arc<DiskCounters>,
 }
 
 impl NodeRuntime {
@@ -208,6 +215,7 @@ impl NodeRuntime {
             observations: Arc::new(Mutex::new(BoundedLog::new(config.observations_capacity))),
             transport,
             endpoint_outgoing: mpsc::channel(config.inbound_capacity),
+            disk_counters: Arc::new(DiskCounters::default()),
             endpoints: EndpointRoutes {
                 ports: BTreeMap::new(),
                 send_failures: Arc::default(),
@@ -272,6 +280,7 @@ impl NodeRuntime {
             injection_capacity: self.config.injection_capacity,
             observations: self.observations.clone(),
             transport: self.transport.clone(),
+            disk: self.disk_counters.clone(),
         }
     }
 
@@ -295,6 +304,7 @@ impl NodeRuntime {
             transport,
             endpoint_outgoing: (_, endpoint_outgoing),
             endpoints,
+            disk_counters,
         } = self;
         let logger = transport.logger;
         let services = RuntimeServices::new(
@@ -305,7 +315,6 @@ impl NodeRuntime {
             config.local_queue_capacity,
             observations.clone(),
         );
-        let disk_counters = Arc::new(DiskCounters::default());
         let (wiring, inputs) = wiring::start(
             &config,
             listener,

@@ -566,11 +566,19 @@ impl AdminBackend for NodeSource {
 
     async fn figures(&self) -> Result<NodeFigures, String> {
         let sample = self.sample().await?;
+        let disk = self.handle.disk_stats();
+        let wal = vec![
+            ("disk_operations".to_string(), disk.operations_count),
+            ("disk_errors".to_string(), disk.errors_count),
+            ("disk_bytes_read".to_string(), disk.bytes_read_count),
+            ("disk_bytes_written".to_string(), disk.bytes_written_count),
+            ("disk_syncs".to_string(), disk.syncs_count),
+        ];
         Ok(NodeFigures {
             status: sample.status,
             raft: sample.raft,
             replica: sample.replica,
-            wal: Vec::new(),
+            wal,
             actors: sample.actors,
         })
     }

@@ -236,6 +236,23 @@ impl Conn {
     }
 }
 
+/// One HTTP/1.1 request; the whole response as text.
+fn http(address: SocketAddr, method: &str, path: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect HTTP");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send HTTP");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
 fn bulk(text: &str) -> Reply {
     Reply::Bulk(Some(bytes::Bytes::copy_from_slice(text.as_bytes())))
 }
@@ -318,6 +335,15 @@ fn a_three_node_cluster_serves_redis_commands_survives_a_leader_kill_and_stops_c
         on_leader.call(&["INCR", "counter"]),
         Some(Reply::Integer(1))
     );
+    // An operator moves leadership through the admin API, then scrapes the metrics.
+    let body = format!("{{\"action\":\"transfer_leader\",\"to\":{follower}}}");
+    let answer = http(cluster.http(follower), "POST", "/members", &body);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let leader = cluster.leader_other_than(leader);
+    assert_eq!(leader, follower, "leadership moved where it was asked to");
+    let metrics = http(cluster.http(leader), "GET", "/metrics", "");
+    assert!(metrics.contains("synod_commands_total{"), "{metrics}");
+    assert!(metrics.contains("synod_wal_disk_syncs_total"), "{metrics}");
     // Kill the leader outright: the others elect a new one and lose nothing.
     signal(cluster.pid(leader), "-KILL");
     let survivor = (1..=3).find(|id| *id != leader).expect("a survivor");
