@@ -111,6 +111,10 @@ pub struct ServerConfig {
     /// Print lifecycle lines and network errors to standard error.
     #[serde(default = "default_true")]
     pub log: bool,
+    /// Threads of the tokio runtime beside the node loop's; 0 runs everything on one thread
+    /// (fewest cross-thread wake-ups, best when several nodes share a few cores).
+    #[serde(default = "default_worker_threads")]
+    pub worker_threads: usize,
     #[serde(default)]
     pub raft: RaftSection,
     #[serde(default)]
@@ -125,8 +129,12 @@ fn default_true() -> bool {
     true
 }
 
+fn default_worker_threads() -> usize {
+    2
+}
+
 /// The top-level fields an environment variable may set.
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 12] = [
     "node_id",
     "cluster_id",
     "data_dir",
@@ -136,6 +144,7 @@ const FIELDS: [&str; 11] = [
     "members",
     "password",
     "log",
+    "worker_threads",
     "raft",
     "limits",
 ];
@@ -253,6 +262,7 @@ impl Validate for ServerConfig {
                 "is empty: remove it or set one",
             ));
         }
+        check_range("worker_threads", self.worker_threads, 0, 256)?;
         self.raft.validate().map_err(|error| error.within("raft"))?;
         self.limits
             .validate()

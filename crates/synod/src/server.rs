@@ -35,9 +35,18 @@ pub struct UpArgs {
     pub seconds: Option<u64>,
 }
 
-fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+/// A tokio runtime with `workers` threads beside the caller's (0: everything on the
+/// caller's thread).
+fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = match workers {
+        0 => tokio::runtime::Builder::new_current_thread(),
+        workers => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(workers);
+            builder
+        }
+    };
+    builder
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")
@@ -64,7 +73,7 @@ pub fn run_server(args: &ServerArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot read the config file {}", args.config.display()))?;
     let config = ServerConfig::parse(&text, std::env::vars())
         .with_context(|| format!("in {}", args.config.display()))?;
-    let runtime = tokio_runtime()?;
+    let runtime = tokio_runtime(config.worker_threads)?;
     runtime
         .block_on(synod_server::run_server(config, stop_signal()))
         .map_err(|error| anyhow::anyhow!("{error}"))?;
@@ -169,7 +178,7 @@ pub fn run_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(dir.join("synod.pid"), format!("{}\n", child.id()))?;
         nodes.push(NodeProcess { id, child });
     }
-    let result = tokio_runtime()?.block_on(supervise(args, &mut nodes));
+    let result = tokio_runtime(1)?.block_on(supervise(args, &mut nodes));
     eprintln!("stopping the cluster...");
     for node in &mut nodes {
         stop_node(node, Duration::from_secs(10));
