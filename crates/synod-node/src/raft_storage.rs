@@ -779,6 +779,9 @@ pub struct RaftStorage {
     wal: Option<Wal>,
     hard_state_store: Option<HardStateStore>,
     persists: VecDeque<PendingPersist>,
+    /// How many Persists at the front are known to be `Submitted` (a stage no Persist
+    /// leaves), so the next one to move is found without scanning them again.
+    submitted_prefix: usize,
     persist_id_last: u64,
     /// The log reset by the front barrier is not yet reported durable.
     reset_awaited: bool,
@@ -813,6 +816,7 @@ impl RaftStorage {
             wal: None,
             hard_state_store: None,
             persists: VecDeque::new(),
+            submitted_prefix: 0,
             persist_id_last: 0,
             reset_awaited: false,
             writer: None,
@@ -1170,9 +1174,13 @@ impl RaftStorage {
     /// a barrier only at the front, and nothing behind a barrier that is not durable.
     fn submit_next(&mut self) -> bool {
         let waiting = |persist: &PendingPersist| persist.stage != Stage::Submitted;
-        let Some(index) = self.persists.iter().position(waiting) else {
+        let skip = self.submitted_prefix.min(self.persists.len());
+        let Some(index) = self.persists.iter().skip(skip).position(waiting) else {
+            self.submitted_prefix = self.persists.len();
             return false;
         };
+        let index = index + skip;
+        self.submitted_prefix = index;
         if index > 0 && (self.persists[0].barrier || self.persists[index].barrier) {
             return false;
         }
@@ -1384,7 +1392,14 @@ impl RaftStorage {
             if met && (proves_earlier || done_count == position) {
                 done_count = position + 1;
             }
+            // Entries become durable in log order, so no later Persist can be met when
+            // this one's entries are not: a later reset or truncation would have made this
+            // one's durability `Settled`, and the log is not settled while entries wait.
+            if !met && matches!(persist.durability, Durability::Entries { .. }) {
+                break;
+            }
         }
+        self.submitted_prefix = self.submitted_prefix.saturating_sub(done_count);
         for _ in 0..done_count {
             let persist = self.persists.pop_front().expect("counted");
             let id = persist.id;
@@ -1430,12 +1445,41 @@ impl RaftStorage {
         }
     }
 
-    /// Asserts the pipeline's invariants; called at the end of every public step.
+    /// Asserts the pipeline's invariants; called at the end of every public step. The
+    /// checks that walk every waiting Persist run in builds with debug assertions (every
+    /// test and simulation); release builds keep the constant-time ones.
     pub fn invariants(&self) {
         assert!(
             self.persists.len() <= PERSISTS_PENDING_MAX,
             "Persist queue bound"
         );
+        if cfg!(debug_assertions) {
+            self.invariants_of_every_persist();
+        }
+        if let Some(job) = &self.writer {
+            assert!(
+                job.ops_in_flight <= SNAPSHOT_OPS_IN_FLIGHT_MAX,
+                "snapshot ops in flight bound"
+            );
+        }
+        assert!(
+            self.compact_issued <= self.snapshot_index_durable + 1,
+            "compaction never passes the durable snapshot"
+        );
+        assert!(
+            self.snapshot_index_durable <= self.snapshot_index_newest,
+            "the durable snapshot is the newest or older"
+        );
+    }
+
+    fn invariants_of_every_persist(&self) {
+        for persist in self.persists.iter().take(self.submitted_prefix) {
+            assert_eq!(
+                persist.stage,
+                Stage::Submitted,
+                "the Persists counted as submitted are"
+            );
+        }
         let mut handed_over = true;
         for (position, persist) in self.persists.iter().enumerate() {
             if persist.stage == Stage::Submitted {
@@ -1453,20 +1497,6 @@ impl RaftStorage {
         for pair in self.persists.iter().zip(self.persists.iter().skip(1)) {
             assert!(pair.0.id < pair.1.id, "Persists are kept in id order");
         }
-        if let Some(job) = &self.writer {
-            assert!(
-                job.ops_in_flight <= SNAPSHOT_OPS_IN_FLIGHT_MAX,
-                "snapshot ops in flight bound"
-            );
-        }
-        assert!(
-            self.compact_issued <= self.snapshot_index_durable + 1,
-            "compaction never passes the durable snapshot"
-        );
-        assert!(
-            self.snapshot_index_durable <= self.snapshot_index_newest,
-            "the durable snapshot is the newest or older"
-        );
     }
 }
 
