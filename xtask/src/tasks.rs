@@ -34,6 +34,10 @@ impl TestProfile {
 /// `cargo xtask test`: the whole test suite, tidy checks included (they are a test).
 pub fn test(root: &Path) -> anyhow::Result<()> {
     let mut stages = Stages::new(root);
+    // The suite runs real Redis clients, a headless browser and the like: install whatever
+    // is missing first, so this one command works on a fresh machine (cheap when nothing is).
+    let setup = root.join("scripts").join("setup");
+    stages.run_program("setup", setup, &[]);
     stages.test_suite(TestProfile::Local);
     stages.finish()
 }
@@ -192,17 +196,35 @@ impl Stages {
 
     /// Runs `cargo` with `arguments`, written as on a command line (split at whitespace).
     fn run_cargo(&mut self, name: &str, arguments: &str) {
-        println!("\nxtask: ==> {name}: cargo {arguments}");
+        let cargo = self.cargo.clone();
+        let arguments: Vec<&str> = arguments.split_whitespace().collect();
+        self.run_program(name, &cargo, &arguments);
+    }
+
+    /// Runs `program` (a path, or a command on PATH) with `arguments`, in the repository
+    /// root, as one stage.
+    fn run_program(
+        &mut self,
+        name: &str,
+        program: impl AsRef<std::ffi::OsStr>,
+        arguments: &[&str],
+    ) {
+        let program = program.as_ref();
+        println!(
+            "\nxtask: ==> {name}: {} {}",
+            program.to_string_lossy(),
+            arguments.join(" ")
+        );
         let start = Instant::now();
-        let status = Command::new(&self.cargo)
-            .args(arguments.split_whitespace())
+        let status = Command::new(program)
+            .args(arguments)
             .current_dir(&self.root)
             .status();
         let duration = start.elapsed();
         let passed = match status {
             Ok(status) => status.success(),
             Err(error) => {
-                eprintln!("xtask: cannot start cargo: {error}");
+                eprintln!("xtask: cannot start {}: {error}", program.to_string_lossy());
                 false
             }
         };
