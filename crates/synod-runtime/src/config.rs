@@ -67,6 +67,9 @@ pub struct NodeRuntimeConfig {
     pub log_to_stderr: bool,
     /// Also print every observation (debug level).
     pub log_observations: bool,
+    /// Allow clock faults to be injected at run time ([`crate::NodeHandle::set_clock_faults`]):
+    /// for fault testing only, never in production.
+    pub clock_faults: bool,
 }
 
 impl NodeRuntimeConfig {
@@ -94,6 +97,7 @@ impl NodeRuntimeConfig {
             connections_max: CONNECTIONS_MAX_DEFAULT,
             log_to_stderr: true,
             log_observations: false,
+            clock_faults: false,
         }
     }
 

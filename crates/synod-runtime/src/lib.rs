@@ -49,6 +49,7 @@ mod transport;
 mod wiring;
 
 pub use bench::{BENCH_CHAIN_LENGTH_MAX, BENCH_WINDOW, ChainReport, bench_actor_chain};
+pub use clock::{CLOCK_DRIFT_PPM_MAX, CLOCK_OFFSET_MS_MAX, ClockFaultSettings};
 pub use config::NodeRuntimeConfig;
 pub use disk::{DiskStats, LOCK_FILE_NAME};
 pub use endpoint::{Endpoint, EndpointSendError, EndpointSender};

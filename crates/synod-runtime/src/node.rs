@@ -11,7 +11,7 @@ use synod_core::{Duration, NodeId, Validate};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, ClockFaultSettings};
 use crate::config::NodeRuntimeConfig;
 use crate::disk::{self, DataDirLock, DiskCounters, DiskStats};
 use crate::endpoint::{
@@ -79,6 +79,7 @@ pub struct NodeHandle {
     observations: ObservationLog,
     transport: Arc<TransportShared>,
     disk: Arc<DiskCounters>,
+    clock: Clock,
 }
 
 impl NodeHandle {
@@ -137,6 +138,17 @@ impl NodeHandle {
         self.transport.peer_stats()
     }
 
+    /// Sets the node's injected clock faults (drift of its clocks' rate, offset of its wall
+    /// clock). Refused unless the node was configured with `clock_faults`.
+    pub fn set_clock_faults(&self, settings: ClockFaultSettings) -> Result<(), String> {
+        self.clock.set_faults(settings)
+    }
+
+    /// The clock faults in force (`None`: this node does not allow them).
+    pub fn clock_faults(&self) -> Option<ClockFaultSettings> {
+        self.clock.fault_settings()
+    }
+
     /// The node's disk counters so far (operations, bytes, syncs, errors).
     pub fn disk_stats(&self) -> DiskStats {
         self.disk.snapshot()
@@ -192,14 +204,18 @@ impl NodeRuntime {
             }
             None => (None, None),
         };
-        let clock = Clock::start();
+        let clock = Clock::start(
+            config
+                .clock_faults
+                .then(|| Arc::new(crate::clock::ClockFaults::default())),
+        );
         let logger = Logger {
             node: config.node(),
             enabled: config.log_to_stderr,
         };
         let transport = Arc::new(TransportShared::new(
             config.node(),
-            clock,
+            clock.clone(),
             logger,
             config.network_errors_capacity,
         ));
@@ -281,6 +297,7 @@ impl NodeRuntime {
             observations: self.observations.clone(),
             transport: self.transport.clone(),
             disk: self.disk_counters.clone(),
+            clock: self.clock.clone(),
         }
     }
 
@@ -310,7 +327,7 @@ impl NodeRuntime {
         let services = RuntimeServices::new(
             config.node(),
             seed,
-            clock,
+            clock.clone(),
             logger,
             config.local_queue_capacity,
             observations.clone(),

@@ -125,7 +125,7 @@ impl Services for RuntimeServices {
     }
 
     fn wall_clock(&self) -> WallClock {
-        Clock::wall_clock()
+        self.clock.node_wall_clock()
     }
 
     fn random_u64(&mut self) -> u64 {

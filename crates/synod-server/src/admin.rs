@@ -68,6 +68,21 @@ pub trait AdminBackend: Send + Sync + 'static {
         &self,
         request: MembersRequest,
     ) -> impl Future<Output = Result<String, String>> + Send;
+
+    /// The clock faults in force on this node; `Err` when it does not allow them.
+    fn clock_faults(&self) -> impl Future<Output = Result<ClockFaults, String>> + Send {
+        async { Err(CLOCK_FAULTS_DISABLED.to_string()) }
+    }
+
+    /// Sets this node's clock faults; `Err` when it does not allow them or the values are
+    /// out of range.
+    fn set_clock_faults(
+        &self,
+        faults: ClockFaults,
+    ) -> impl Future<Output = Result<ClockFaults, String>> + Send {
+        let _ = faults;
+        async { Err(CLOCK_FAULTS_DISABLED.to_string()) }
+    }
 }
 
 /// `GET /members`: who votes, who learns, and where every member serves.
@@ -118,6 +133,10 @@ pub fn router<B: AdminBackend>(backend: Arc<B>, registry: Arc<Metrics>) -> Route
         .route("/metrics", get(metrics::<B>))
         .route("/supervision", get(supervision::<B>))
         .route("/stats", get(stats::<B>))
+        .route(
+            "/faults/clock",
+            get(clock_faults::<B>).post(set_clock_faults::<B>),
+        )
         .fallback(not_found)
         .with_state(state)
         .layer(axum::middleware::map_response(allow_any_origin))
@@ -206,6 +225,48 @@ async fn change_members<B: AdminBackend>(
     match state.backend.change_members(request).await {
         Ok(message) => axum::Json(Changed { message }).into_response(),
         Err(message) => unavailable(message),
+    }
+}
+
+/// Clock faults of a node, for fault testing: its clocks run `drift_ppm` parts per million
+/// fast (or slow, negative) and its wall clock is `offset_ms` ahead (or behind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockFaults {
+    pub drift_ppm: i64,
+    pub offset_ms: i64,
+}
+
+/// What a node without clock faults answers.
+pub const CLOCK_FAULTS_DISABLED: &str = "clock faults are disabled on this node: they are \
+    for fault testing only; set faults.clock = true in its config to allow them";
+
+async fn clock_faults<B: AdminBackend>(State(state): State<AdminState<B>>) -> Response {
+    match state.backend.clock_faults().await {
+        Ok(faults) => axum::Json(faults).into_response(),
+        Err(message) => error(StatusCode::FORBIDDEN, message),
+    }
+}
+
+async fn set_clock_faults<B: AdminBackend>(
+    State(state): State<AdminState<B>>,
+    body: Bytes,
+) -> Response {
+    let faults: ClockFaults = match serde_json::from_slice(&body) {
+        Ok(faults) => faults,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "faults/clock: bad request body: {problem}; expected JSON such as \
+                     {{\"drift_ppm\":200,\"offset_ms\":0}}"
+                ),
+            );
+        }
+    };
+    match state.backend.set_clock_faults(faults).await {
+        Ok(faults) => axum::Json(faults).into_response(),
+        Err(message) => error(StatusCode::FORBIDDEN, message),
     }
 }
 

@@ -86,6 +86,15 @@ impl Default for LimitsSection {
     }
 }
 
+/// Fault injection, for testing synod itself. Everything is off by default, and a node
+/// refuses fault requests unless its config turns them on.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsSection {
+    /// Allow `POST /faults/clock` to drift this node's clocks and offset its wall clock.
+    pub clock: bool,
+}
+
 /// One node's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,6 +127,8 @@ pub struct ServerConfig {
     #[serde(default)]
     pub raft: RaftSection,
     #[serde(default)]
+    pub faults: FaultsSection,
+    #[serde(default)]
     pub limits: LimitsSection,
 }
 
@@ -134,7 +145,7 @@ fn default_worker_threads() -> usize {
 }
 
 /// The top-level fields an environment variable may set.
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 13] = [
     "node_id",
     "cluster_id",
     "data_dir",
@@ -147,6 +158,7 @@ const FIELDS: [&str; 12] = [
     "worker_threads",
     "raft",
     "limits",
+    "faults",
 ];
 
 impl ServerConfig {

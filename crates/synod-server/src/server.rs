@@ -23,13 +23,13 @@ use synod_node::detector_actor::FailureDetectorConfig;
 use synod_node::replica::{ReplicaActor, ReplicaConfig};
 use synod_node::{RaftStorageConfig, boot_replica_node};
 use synod_raft::{LeaseConfig, MembershipChange, RaftConfig, Role};
-use synod_runtime::{NodeHandle, NodeRuntime, NodeRuntimeConfig, RuntimeError};
+use synod_runtime::{ClockFaultSettings, NodeHandle, NodeRuntime, NodeRuntimeConfig, RuntimeError};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin::{AdminBackend, MembersRequest};
+use crate::admin::{AdminBackend, CLOCK_FAULTS_DISABLED, ClockFaults, MembersRequest};
 use crate::command::CommandConfig;
 use crate::config::ServerConfig;
 use crate::connection::{self, Shared, StatusSource};
@@ -88,20 +88,22 @@ pub fn replica_config(config: &ServerConfig) -> ReplicaConfig {
         }),
         ..RaftConfig::default()
     };
-    ReplicaConfig {
+    let kv = KvConfig {
+        txn_ops_max: KEYS_PER_COMMAND_MAX,
+        ..KvConfig::default()
+    };
+    let bootstrap = config
+        .members
+        .iter()
+        .map(|member| NodeId(member.id))
+        .collect();
+    ReplicaConfig::new(
         raft,
-        kv: KvConfig {
-            txn_ops_max: KEYS_PER_COMMAND_MAX,
-            ..KvConfig::default()
-        },
-        storage: RaftStorageConfig::default(),
-        bootstrap: config
-            .members
-            .iter()
-            .map(|member| NodeId(member.id))
-            .collect(),
-        cluster_id: config.cluster_id,
-    }
+        kv,
+        RaftStorageConfig::default(),
+        bootstrap,
+        config.cluster_id,
+    )
 }
 
 fn runtime_config(config: &ServerConfig) -> NodeRuntimeConfig {
@@ -114,6 +116,7 @@ fn runtime_config(config: &ServerConfig) -> NodeRuntimeConfig {
         .collect();
     runtime.data_dir = Some(config.data_dir.clone());
     runtime.log_to_stderr = config.log;
+    runtime.clock_faults = config.faults.clock;
     runtime.inbound_capacity = 65_536;
     runtime.peer_queue_capacity = 65_536;
     runtime.local_queue_capacity = 65_536;
@@ -585,6 +588,32 @@ impl AdminBackend for NodeSource {
 
     async fn supervision(&self) -> Result<Vec<ActorRow>, String> {
         self.sample().await.map(|sample| sample.actors)
+    }
+
+    async fn clock_faults(&self) -> Result<ClockFaults, String> {
+        match self.handle.clock_faults() {
+            Some(settings) => Ok(ClockFaults {
+                drift_ppm: settings.drift_ppm,
+                offset_ms: settings.offset_ms,
+            }),
+            None => Err(CLOCK_FAULTS_DISABLED.to_string()),
+        }
+    }
+
+    async fn set_clock_faults(&self, faults: ClockFaults) -> Result<ClockFaults, String> {
+        if self.handle.clock_faults().is_none() {
+            return Err(CLOCK_FAULTS_DISABLED.to_string());
+        }
+        let settings = ClockFaultSettings {
+            drift_ppm: faults.drift_ppm,
+            offset_ms: faults.offset_ms,
+        };
+        self.handle.set_clock_faults(settings)?;
+        eprintln!(
+            "synod node {}: clock faults set: drift {} ppm, wall-clock offset {} ms",
+            self.info.node, faults.drift_ppm, faults.offset_ms
+        );
+        Ok(faults)
     }
 
     async fn change_members(&self, request: MembersRequest) -> Result<String, String> {
