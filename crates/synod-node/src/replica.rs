@@ -50,6 +50,33 @@ pub struct ReplicaConfig {
     /// The cluster's id: peer messages carry it, and those from another cluster are refused
     /// and counted.
     pub cluster_id: u64,
+    /// Deliberate protocol bugs the engine runs with (all off unless a test plants one), so
+    /// that the simulator can show its checks catch each.
+    #[cfg(feature = "planted-bugs")]
+    pub planted: synod_raft::PlantedBugs,
+}
+
+impl ReplicaConfig {
+    /// A config with no planted bugs. Construct configs with it rather than with a struct
+    /// literal: the literal would need a `planted` field in builds with the `planted-bugs`
+    /// feature and none without it.
+    pub fn new(
+        raft: RaftConfig,
+        kv: KvConfig,
+        storage: RaftStorageConfig,
+        bootstrap: Vec<NodeId>,
+        cluster_id: u64,
+    ) -> ReplicaConfig {
+        ReplicaConfig {
+            raft,
+            kv,
+            storage,
+            bootstrap,
+            cluster_id,
+            #[cfg(feature = "planted-bugs")]
+            planted: synod_raft::PlantedBugs::default(),
+        }
+    }
 }
 
 /// Messages of the replica actor.
@@ -215,13 +242,16 @@ impl ReplicaActor {
         };
         let bootstrap = Membership::with_voters(&self.config.bootstrap);
         let prng = ctx.fork_prng();
-        let raft = Raft::new(
+        #[cfg_attr(not(feature = "planted-bugs"), expect(unused_mut))]
+        let mut raft = Raft::new(
             ctx.node_id(),
             self.config.raft.clone(),
             prng,
             bootstrap,
             recovered,
         );
+        #[cfg(feature = "planted-bugs")]
+        raft.plant(self.config.planted);
         self.running = Some(Running { raft, kv });
         ctx.set_timer(self.config.raft.tick_interval, ReplicaMessage::Tick);
     }

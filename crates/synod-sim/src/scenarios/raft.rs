@@ -99,16 +99,16 @@ pub fn lease_for_drift(drift_ppm_max: i64) -> LeaseConfig {
 
 /// Everything a replica of an `nodes_count`-node cluster needs.
 pub fn scenario_replica_config(nodes_count: usize, lease: Option<LeaseConfig>) -> ReplicaConfig {
-    ReplicaConfig {
-        raft: scenario_raft_config(lease),
-        kv: KvConfig::default(),
-        storage: RaftStorageConfig {
+    ReplicaConfig::new(
+        scenario_raft_config(lease),
+        KvConfig::default(),
+        RaftStorageConfig {
             wal: scenario_wal_config(),
             snapshot_size_max: 64 << 20,
         },
-        bootstrap: (1..=nodes_count as u64).map(NodeId).collect(),
-        cluster_id: SCENARIO_CLUSTER_ID,
-    }
+        (1..=nodes_count as u64).map(NodeId).collect(),
+        SCENARIO_CLUSTER_ID,
+    )
 }
 
 /// An entry the scenario saw committed.
@@ -563,6 +563,9 @@ pub struct RaftScenario {
     /// Operator changes the leader carried out (applied or started) and refused.
     operator_changes_done: u64,
     operator_changes_refused: u64,
+    /// The deliberate protocol bugs every replica runs with.
+    #[cfg(feature = "planted-bugs")]
+    planted: synod_raft::PlantedBugs,
 }
 
 /// The cluster id the scenario's replicas share.
@@ -606,6 +609,8 @@ impl RaftScenario {
 
             operator_changes_done: 0,
             operator_changes_refused: 0,
+            #[cfg(feature = "planted-bugs")]
+            planted: synod_raft::PlantedBugs::default(),
         }
     }
 
@@ -619,6 +624,14 @@ impl RaftScenario {
 
     pub fn with_clock_drift_ppm_max(mut self, drift_ppm_max: i64) -> RaftScenario {
         self.clock_drift_ppm_max = drift_ppm_max;
+        self
+    }
+
+    /// Plants `bugs` in the Raft engine of every replica (of every incarnation), so that a
+    /// test can show the scenario's checks catch each deliberate protocol bug.
+    #[cfg(feature = "planted-bugs")]
+    pub fn with_planted(mut self, bugs: synod_raft::PlantedBugs) -> RaftScenario {
+        self.planted = bugs;
         self
     }
 
@@ -835,7 +848,12 @@ impl Scenario for RaftScenario {
     }
 
     fn boot(&mut self, node: NodeId, system: &mut System) {
-        let config = scenario_replica_config(self.nodes_count, self.lease());
+        #[cfg_attr(not(feature = "planted-bugs"), expect(unused_mut))]
+        let mut config = scenario_replica_config(self.nodes_count, self.lease());
+        #[cfg(feature = "planted-bugs")]
+        {
+            config.planted = self.planted;
+        }
         let replica = ChildSpec::new("replica", move || ReplicaActor::new(config.clone()));
         if let Err(error) = system.spawn(replica) {
             panic!("cannot boot the replica of {node}: {error}");
