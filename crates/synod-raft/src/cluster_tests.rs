@@ -147,8 +147,15 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) fn new(size: u64, config: RaftConfig, seed: u64) -> Cluster {
+        Cluster::with_voters(size, size, config, seed)
+    }
+
+    /// A cluster of `size` nodes of which the first `voters` vote from the start; the others
+    /// boot knowing only that configuration, with empty logs, as fresh nodes do.
+    pub(crate) fn with_voters(size: u64, voters: u64, config: RaftConfig, seed: u64) -> Cluster {
         let ids: Vec<NodeId> = (1..=size).map(NodeId).collect();
-        let bootstrap = Membership::with_voters(&ids);
+        let voter_ids: Vec<NodeId> = (1..=voters).map(NodeId).collect();
+        let bootstrap = Membership::with_voters(&voter_ids);
         let mut prng = Prng::from_seed(seed);
         let mut nodes = BTreeMap::new();
         let drift_ppm = config.lease.map_or(0, |lease| lease.clock_drift_bound_ppm);

@@ -139,7 +139,12 @@ impl Raft {
                 }
                 return;
             }
-            let has_new = progress.next_index <= self.log.last_index();
+            // A follower whose match is still unknown is probed even when nothing new is
+            // left to send: a fresh learner added to an idle cluster would otherwise only get
+            // heartbeats, which never show it lacks the log.
+            let probing = progress.state == ReplicationState::Probe
+                && progress.match_index.next() < progress.next_index;
+            let has_new = progress.next_index <= self.log.last_index() || probing;
             let may_send =
                 progress.can_send(self.config.pipeline_max, self.config.inflight_bytes_max);
             if !(has_new && may_send) {

@@ -484,3 +484,32 @@ fn planted_lease_bug_is_caught_by_the_partitioned_leader_scenario() {
     });
     assert!(result.is_err(), "the stale lease read went unnoticed");
 }
+
+#[test]
+fn a_fresh_node_outside_the_bootstrap_voters_joins_as_a_learner_and_catches_up() {
+    // Checks a node that boots with an empty log and is not in the initial configuration
+    // receives the whole log once added as a learner, and votes once promoted.
+    let mut cluster = Cluster::with_voters(4, 3, config(), 5);
+    let leader = cluster.elect(200);
+    cluster.propose(leader, b"before");
+    for _ in 0..10 {
+        cluster.round();
+    }
+    cluster.change(leader, MembershipChange::AddLearner(NodeId(4)));
+    for _ in 0..30 {
+        cluster.round();
+    }
+    let leader = cluster.leader().unwrap();
+    let last = cluster.nodes[&leader].raft.last_index();
+    assert_eq!(
+        cluster.nodes[&NodeId(4)].raft.last_index(),
+        last,
+        "the learner caught up"
+    );
+    cluster.change(leader, MembershipChange::Promote(NodeId(4)));
+    for _ in 0..30 {
+        cluster.round();
+    }
+    let leader = cluster.leader().unwrap();
+    assert!(cluster.nodes[&leader].raft.membership().is_voter(NodeId(4)));
+}

@@ -25,6 +25,11 @@ pub struct MemberConfig {
     pub resp: SocketAddr,
     /// The HTTP admin API and dashboard.
     pub http: SocketAddr,
+    /// Whether the node votes from the start. A member with `voter = false` is known to the
+    /// others (they can reach it) but joins only when an operator adds it as a learner and
+    /// promotes it (`POST /members`).
+    #[serde(default = "default_true")]
+    pub voter: bool,
 }
 
 /// Raft timing and lease settings.
@@ -263,6 +268,12 @@ impl Validate for ServerConfig {
             );
             return Err(ConfigError::new("members", problem));
         }
+        if !self.members.iter().any(|member| member.voter) {
+            return Err(ConfigError::new(
+                "members",
+                "has no voter: at least one member must have voter = true",
+            ));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::new("data_dir", "is empty: name a directory"));
         }
@@ -375,6 +386,24 @@ http = "127.0.0.1:8002"
         assert_eq!(config.raft.election_timeout_ms, 500);
         assert_eq!(config.resp_address().to_string(), "127.0.0.1:7777");
         assert_eq!(config.password.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn a_member_may_be_known_without_voting_from_the_start() {
+        // Checks voter = false parses (default true) and a cluster with no voter is refused.
+        let text = format!("{MINIMAL}voter = false\n");
+        let config = ServerConfig::parse(&text, env(&[])).unwrap();
+        assert!(config.members[0].voter);
+        assert!(!config.members[1].voter);
+        let none = MINIMAL.replace(
+            "http = \"127.0.0.1:8001\"",
+            "http = \"127.0.0.1:8001\"\nvoter = false",
+        );
+        let none = format!("{none}voter = false\n");
+        let error = ServerConfig::parse(&none, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("no voter"), "{error}");
     }
 
     #[test]

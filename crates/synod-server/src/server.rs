@@ -92,9 +92,11 @@ pub fn replica_config(config: &ServerConfig) -> ReplicaConfig {
         txn_ops_max: KEYS_PER_COMMAND_MAX,
         ..KvConfig::default()
     };
+    // Members with voter = false are reachable but join later, as learners an operator adds.
     let bootstrap = config
         .members
         .iter()
+        .filter(|member| member.voter)
         .map(|member| NodeId(member.id))
         .collect();
     ReplicaConfig::new(
@@ -476,7 +478,9 @@ fn sample(system: &System, info: &NodeInfo, connections: u64) -> Sample {
                 let lag_ms = if lag_entries == 0 {
                     0
                 } else {
+                    // Entries without a proposer's time (the bootstrap ones) say nothing.
                     raft.entry(first_missing)
+                        .filter(|entry| entry.time_ns > 0)
                         .map_or(0, |entry| now_ns.saturating_sub(entry.time_ns) / 1_000_000)
                 };
                 FollowerStatus {

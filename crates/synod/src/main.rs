@@ -10,6 +10,8 @@ mod bench_kv;
 mod bench_raft;
 mod bench_wal;
 mod check;
+mod lab;
+mod nemesis;
 mod raw_disk;
 mod scenarios;
 mod server;
@@ -39,6 +41,11 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Check a recorded history against consistency models (or generate one).
     Check(check::CheckArgs),
+    /// Test real server processes under kill, pause and partition faults; check the history.
+    Nemesis(nemesis::NemesisArgs),
+    /// Experiments on a live cluster that measure what each consistency level costs.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +56,8 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(&args),
         Command::Bench(command) => bench::run(command),
         Command::Check(args) => check::run(&args),
+        Command::Nemesis(args) => nemesis::run(&args),
+        Command::Lab(command) => lab::run(&command),
     };
     match result {
         Ok(code) => code,

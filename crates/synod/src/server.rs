@@ -33,11 +33,15 @@ pub struct UpArgs {
     /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
     #[arg(long)]
     pub seconds: Option<u64>,
+    /// How many of the nodes vote from the start (default: all). The others run and are
+    /// known to every node, and join when added as learners and promoted (POST /members).
+    #[arg(long)]
+    pub voters: Option<u64>,
 }
 
 /// A tokio runtime with `workers` threads beside the caller's (0: everything on the
 /// caller's thread).
-fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = match workers {
         0 => tokio::runtime::Builder::new_current_thread(),
         workers => {
@@ -53,7 +57,7 @@ fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let mut terminate =
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(signal) => signal,
@@ -90,29 +94,93 @@ fn addresses(base: u16, id: u64) -> anyhow::Result<(SocketAddr, SocketAddr, Sock
     Ok((port(0)?, port(100)?, port(200)?))
 }
 
-/// The config file of node `id` of a local cluster.
-fn local_config(args: &UpArgs, id: u64, dir: &Path) -> anyhow::Result<String> {
+/// Where one member of a cluster listens, as written into a node's config file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemberAddresses {
+    pub(crate) id: u64,
+    pub(crate) peer: SocketAddr,
+    pub(crate) resp: SocketAddr,
+    pub(crate) http: SocketAddr,
+    /// Votes from the start; otherwise it joins when added as a learner and promoted.
+    pub(crate) voter: bool,
+}
+
+/// The config file of node `id`: a comment line, the node's id and data directory, and one
+/// `[[members]]` table per member. `synod up` and `synod nemesis` both write theirs with it.
+pub(crate) fn config_text(
+    comment: &str,
+    id: u64,
+    data: &Path,
+    members: &[MemberAddresses],
+) -> anyhow::Result<String> {
     let mut text = String::new();
-    let data = dir.join("data");
-    writeln!(
-        text,
-        "# Written by `synod up`; edit the flags of `synod up` instead."
-    )?;
+    writeln!(text, "# {comment}")?;
     writeln!(text, "node_id = {id}")?;
     writeln!(text, "data_dir = {:?}", data.display().to_string())?;
-    for member in 1..=args.nodes {
-        let (resp, http, peer) = addresses(args.base_port, member)?;
-        writeln!(text, "\n[[members]]\nid = {member}")?;
+    for member in members {
+        writeln!(text, "\n[[members]]\nid = {}", member.id)?;
         writeln!(
             text,
-            "peer = \"{peer}\"\nresp = \"{resp}\"\nhttp = \"{http}\""
+            "peer = \"{}\"\nresp = \"{}\"\nhttp = \"{}\"",
+            member.peer, member.resp, member.http
         )?;
+        if !member.voter {
+            writeln!(text, "voter = false")?;
+        }
     }
     Ok(text)
 }
 
+/// The config file of node `id` of a local cluster.
+fn local_config(args: &UpArgs, id: u64, dir: &Path) -> anyhow::Result<String> {
+    let mut members = Vec::new();
+    for member in 1..=args.nodes {
+        let (resp, http, peer) = addresses(args.base_port, member)?;
+        members.push(MemberAddresses {
+            id: member,
+            peer,
+            resp,
+            http,
+            voter: member <= args.voters.unwrap_or(args.nodes),
+        });
+    }
+    config_text(
+        "Written by `synod up`; edit the flags of `synod up` instead.",
+        id,
+        &dir.join("data"),
+        &members,
+    )
+}
+
+/// Starts `synod server --config <config_path>` with its output appended to `log_path`.
+pub(crate) fn spawn_server(
+    exe: &Path,
+    config_path: &Path,
+    log_path: &Path,
+) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    Command::new(exe)
+        .arg("server")
+        .arg("--config")
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start synod server --config {}",
+                config_path.display()
+            )
+        })
+}
+
 /// Whether something answers PING on `address`.
-fn pings(address: SocketAddr) -> bool {
+pub(crate) fn pings(address: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) else {
         return false;
     };
@@ -151,6 +219,14 @@ pub fn run_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     if !(1..=9).contains(&args.nodes) {
         bail!("--nodes must be between 1 and 9 (got {})", args.nodes);
     }
+    if let Some(voters) = args.voters
+        && !(1..=args.nodes).contains(&voters)
+    {
+        bail!(
+            "--voters must be between 1 and --nodes ({}), got {voters}",
+            args.nodes
+        );
+    }
     let exe = std::env::current_exe().context("cannot find the synod executable")?;
     let mut nodes = Vec::new();
     for id in 1..=args.nodes {
@@ -160,20 +236,7 @@ pub fn run_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         let config_path = dir.join("synod.toml");
         std::fs::write(&config_path, local_config(args, id, &dir)?)
             .with_context(|| format!("cannot write {}", config_path.display()))?;
-        let log_path = dir.join("synod.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
-        let child = Command::new(&exe)
-            .arg("server")
-            .arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
+        let child = spawn_server(&exe, &config_path, &dir.join("synod.log"))
             .with_context(|| format!("cannot start node {id}"))?;
         std::fs::write(dir.join("synod.pid"), format!("{}\n", child.id()))?;
         nodes.push(NodeProcess { id, child });

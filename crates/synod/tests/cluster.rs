@@ -19,6 +19,8 @@ struct Cluster {
     dir: PathBuf,
     base: u16,
     nodes: u64,
+    /// More flags for `synod up`.
+    extra: Vec<String>,
 }
 
 /// A base port for test `slot`'s cluster whose nine ports are free now: candidates are
@@ -39,6 +41,10 @@ fn base_port(slot: u16) -> u16 {
 
 impl Cluster {
     fn start(nodes: u64, slot: u16) -> Cluster {
+        Cluster::start_with(nodes, slot, &[])
+    }
+
+    fn start_with(nodes: u64, slot: u16, extra: &[&str]) -> Cluster {
         let name = format!("synod-cluster-test-{}-{slot}", std::process::id());
         let dir = std::env::temp_dir().join(name);
         let _ = std::fs::remove_dir_all(&dir);
@@ -48,6 +54,7 @@ impl Cluster {
             dir,
             base,
             nodes,
+            extra: extra.iter().map(|arg| arg.to_string()).collect(),
         };
         cluster.launch();
         cluster
@@ -61,6 +68,7 @@ impl Cluster {
             .arg(&self.dir)
             .arg("--seconds")
             .arg("300")
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -499,4 +507,43 @@ fn the_client_library_follows_a_new_leader_and_applies_every_increment_exactly_o
             Some(&b"1000"[..])
         );
     });
+}
+
+#[test]
+fn an_operator_adds_a_fourth_node_as_a_learner_and_promotes_it_through_the_admin_api() {
+    // Checks membership change on real processes: node 4 runs but does not vote, is added as
+    // a learner and catches up (it serves the data at the stale level), then is promoted to
+    // voter, all through POST /members.
+    let cluster = Cluster::start_with(4, 4, &["--voters", "3"]);
+    let leader = cluster.leader();
+    let mut conn = connect(cluster.resp(leader)).expect("connect leader");
+    assert_eq!(conn.call(&["SET", "before-join", "1"]), Some(ok()));
+    let add = http(
+        cluster.http(leader),
+        "POST",
+        "/members",
+        r#"{"action":"add_learner","node":4}"#,
+    );
+    assert!(add.starts_with("HTTP/1.1 200"), "{add}");
+    let mut fourth = connect(cluster.resp(4)).expect("connect node 4");
+    assert_eq!(fourth.call(&["SYNOD.READ-LEVEL", "stale"]), Some(ok()));
+    wait_for(Duration::from_secs(20), || {
+        fourth.call(&["GET", "before-join"]) == Some(bulk("1"))
+    });
+    let promote = http(
+        cluster.http(leader),
+        "POST",
+        "/members",
+        r#"{"action":"promote","node":4}"#,
+    );
+    assert!(promote.starts_with("HTTP/1.1 200"), "{promote}");
+    let status = http(cluster.http(leader), "GET", "/members", "");
+    assert!(status.contains(r#""voters":[1,2,3,4]"#), "{status}");
+    // The new voter serves linearizable reads and forwards writes like any member.
+    assert_eq!(
+        fourth.call(&["SYNOD.READ-LEVEL", "linearizable"]),
+        Some(ok())
+    );
+    assert_eq!(fourth.call(&["SET", "after-join", "2"]), Some(ok()));
+    assert_eq!(conn.call(&["GET", "after-join"]), Some(bulk("2")));
 }

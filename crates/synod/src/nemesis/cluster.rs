@@ -1,0 +1,301 @@
+//! The cluster under test: N `synod server` processes on loopback whose peer traffic goes
+//! through the harness's proxies, and the process-level faults (kill -9 and restart,
+//! SIGSTOP and SIGCONT). Every process it started is killed by pid when it is dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use synod_client::{Connection, parse_status};
+
+use super::proxy::Proxies;
+use crate::server::{MemberAddresses, config_text, pings, spawn_server};
+
+/// How long a node may take to answer PING after it starts.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a status query may take.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// Raft timings short enough that a fault shows within a second or two.
+const RAFT_SECTION: &str = "\n[raft]\nelection_timeout_ms = 300\nheartbeat_interval_ms = 50\n\
+                            \n[limits]\nrequest_timeout_ms = 1500\n";
+
+/// One node's process and files.
+#[derive(Debug)]
+pub struct Node {
+    pub id: u64,
+    pub resp: SocketAddr,
+    pub http: SocketAddr,
+    pub peer: SocketAddr,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Node {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("synod.toml")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("synod.log")
+    }
+}
+
+/// The processes of the cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    exe: PathBuf,
+}
+
+/// A free port on loopback now (another process may take it before the node binds it; the
+/// node then fails to start and the harness reports it).
+fn free_address() -> anyhow::Result<SocketAddr> {
+    let listener =
+        std::net::TcpListener::bind(("127.0.0.1", 0)).context("cannot bind a port on 127.0.0.1")?;
+    Ok(listener.local_addr()?)
+}
+
+/// Sends `signal` (a `kill` option such as `-STOP`) to `pid`; true when delivered.
+fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+impl Cluster {
+    /// Picks the nodes' addresses (before the proxies exist, since they forward to them).
+    pub fn plan(nodes_count: u64, dir: &Path) -> anyhow::Result<Cluster> {
+        let exe = std::env::current_exe().context("cannot find the synod executable")?;
+        let mut nodes = Vec::new();
+        for id in 1..=nodes_count {
+            nodes.push(Node {
+                id,
+                resp: free_address()?,
+                http: free_address()?,
+                peer: free_address()?,
+                dir: dir.join(format!("node-{id}")),
+                child: None,
+                paused: false,
+            });
+        }
+        Ok(Cluster { nodes, exe })
+    }
+
+    /// The members and their real peer addresses, for the proxies.
+    pub fn peer_addresses(&self) -> Vec<(u64, SocketAddr)> {
+        self.nodes.iter().map(|node| (node.id, node.peer)).collect()
+    }
+
+    pub fn resp_addresses(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| node.resp.to_string())
+            .collect()
+    }
+
+    /// Writes every node's config (peers through the proxies) and starts every node.
+    pub fn start(&mut self, proxies: &Proxies) -> anyhow::Result<()> {
+        for index in 0..self.nodes.len() {
+            let node = &self.nodes[index];
+            let mut members = Vec::new();
+            for other in &self.nodes {
+                let peer = match other.id == node.id {
+                    true => other.peer,
+                    false => proxies
+                        .address(node.id, other.id)
+                        .context("every link has a proxy")?,
+                };
+                members.push(MemberAddresses {
+                    id: other.id,
+                    peer,
+                    resp: other.resp,
+                    http: other.http,
+                    voter: true,
+                });
+            }
+            std::fs::create_dir_all(&node.dir)
+                .with_context(|| format!("cannot create {}", node.dir.display()))?;
+            let comment = "Written by `synod nemesis`: peers are the harness's proxies.";
+            let mut text = config_text(comment, node.id, &node.dir.join("data"), &members)?;
+            text.push_str(RAFT_SECTION);
+            std::fs::write(node.config_path(), text)
+                .with_context(|| format!("cannot write {}", node.config_path().display()))?;
+            self.spawn(index)?;
+        }
+        Ok(())
+    }
+
+    fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[index];
+        let child = spawn_server(&self.exe, &node.config_path(), &node.log_path())?;
+        std::fs::write(node.dir.join("synod.pid"), format!("{}\n", child.id()))?;
+        node.child = Some(child);
+        node.paused = false;
+        Ok(())
+    }
+
+    /// Waits until every running node answers PING.
+    pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        for node in &mut self.nodes {
+            if node.child.is_none() {
+                continue;
+            }
+            while !pings(node.resp) {
+                if let Some(child) = node.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    bail!(
+                        "node {} exited ({status}) while starting: see {}",
+                        node.id,
+                        node.log_path().display()
+                    );
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "node {} did not answer on {} within {} s: see {}",
+                        node.id,
+                        node.resp,
+                        START_TIMEOUT.as_secs(),
+                        node.log_path().display()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The leader the running, unpaused nodes agree on at the highest term they report.
+    pub async fn leader(&self) -> Option<u64> {
+        let mut best: Option<(u64, u64)> = None;
+        for node in &self.nodes {
+            if node.child.is_none() || node.paused {
+                continue;
+            }
+            let Some(status) = status_of(node.resp).await else {
+                continue;
+            };
+            if let Some(leader) = status.leader
+                && best.is_none_or(|(term, _)| status.term > term)
+            {
+                best = Some((status.term, leader));
+            }
+        }
+        best.map(|(_, leader)| leader)
+    }
+
+    /// Waits until some node reports a leader.
+    pub async fn wait_leader(&self, timeout: Duration) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(leader) = self.leader().await {
+                return Ok(leader);
+            }
+            if Instant::now() > deadline {
+                bail!("no leader within {} s", timeout.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn index(&self, id: u64) -> usize {
+        self.nodes
+            .iter()
+            .position(|node| node.id == id)
+            .expect("a member id")
+    }
+
+    /// kill -9 of node `id` (no-op when it is not running).
+    pub fn kill(&mut self, id: u64) {
+        let index = self.index(id);
+        let node = &mut self.nodes[index];
+        if let Some(mut child) = node.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        node.paused = false;
+    }
+
+    /// Starts node `id` again on its data directory (no-op when it is running).
+    pub fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        let index = self.index(id);
+        if self.nodes[index].child.is_some() {
+            return Ok(());
+        }
+        self.spawn(index)
+    }
+
+    /// SIGSTOP of node `id`.
+    pub fn pause(&mut self, id: u64) {
+        let index = self.index(id);
+        let node = &mut self.nodes[index];
+        if let Some(pid) = node.pid() {
+            node.paused = signal(pid, "-STOP");
+        }
+    }
+
+    /// SIGCONT of node `id`.
+    pub fn resume(&mut self, id: u64) {
+        let index = self.index(id);
+        let node = &mut self.nodes[index];
+        if let Some(pid) = node.pid()
+            && node.paused
+        {
+            signal(pid, "-CONT");
+            node.paused = false;
+        }
+    }
+
+    /// Nodes that exited without being killed by the harness: (id, status).
+    pub fn exited(&mut self) -> Vec<(u64, String)> {
+        let mut exited = Vec::new();
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                exited.push((node.id, status.to_string()));
+                node.child = None;
+            }
+        }
+        exited
+    }
+}
+
+impl Drop for Cluster {
+    /// Kills every process the harness started, by pid (a paused one is continued first so
+    /// that it can die at once).
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                if node.paused {
+                    signal(child.id(), "-CONT");
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+async fn status_of(address: SocketAddr) -> Option<synod_client::ClusterStatus> {
+    let address = address.to_string();
+    let query = async {
+        let mut connection = Connection::connect(&address, STATUS_TIMEOUT).await.ok()?;
+        let reply = connection.call(&[b"SYNOD.STATUS"]).await.ok()?;
+        parse_status(&reply).ok()
+    };
+    tokio::time::timeout(STATUS_TIMEOUT * 2, query)
+        .await
+        .ok()
+        .flatten()
+}

@@ -1,0 +1,242 @@
+//! The faults and their schedule: what each fault does to the cluster and how it is healed,
+//! and a seeded random sequence of them.
+
+use std::fmt;
+
+use synod_core::Prng;
+
+use super::cluster::Cluster;
+use super::proxy::{LinkMode, Proxies};
+
+/// The families of fault `--faults` selects.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// kill -9 of a node (or of the leader), restarted on its data when healed.
+    Kill,
+    /// SIGSTOP of a node (or of the leader), SIGCONT when healed.
+    Pause,
+    /// A network partition through the proxies.
+    Partition,
+}
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Partition => "partition",
+        }
+    }
+}
+
+/// The shape of a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionShape {
+    /// One node cut off from every other, both ways.
+    Isolate,
+    /// A minority and a majority, both ways.
+    Halves,
+    /// `from` can still send to `to`, but nothing from `to` reaches `from`.
+    OneWay,
+    /// Two halves that only one node (the bridge) connects.
+    Bridge,
+}
+
+/// One fault, resolved to its targets when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    Kill {
+        node: u64,
+        leader: bool,
+    },
+    Pause {
+        node: u64,
+        leader: bool,
+    },
+    Partition {
+        shape: PartitionShape,
+        /// The directed links dropped.
+        links: Vec<(u64, u64)>,
+        /// Whether open connections were also closed (else only black-holed).
+        reset: bool,
+        description: String,
+    },
+}
+
+impl Fault {
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Fault::Kill { .. } => FaultKind::Kill,
+            Fault::Pause { .. } => FaultKind::Pause,
+            Fault::Partition { .. } => FaultKind::Partition,
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let role = |leader: bool| if leader { " (the leader)" } else { "" };
+        match self {
+            Fault::Kill { node, leader } => {
+                write!(formatter, "kill -9 node {node}{}", role(*leader))
+            }
+            Fault::Pause { node, leader } => {
+                write!(formatter, "pause (SIGSTOP) node {node}{}", role(*leader))
+            }
+            Fault::Partition {
+                description, reset, ..
+            } => {
+                let how = if *reset { "reset + drop" } else { "drop" };
+                write!(formatter, "partition {description} [{how}]")
+            }
+        }
+    }
+}
+
+/// Draws the kinds of the faults in rounds: each round is a random order of every selected
+/// kind, so a run with room for k rounds injects every kind at least k times.
+#[derive(Debug)]
+pub struct Schedule {
+    kinds: Vec<FaultKind>,
+    round: Vec<FaultKind>,
+}
+
+impl Schedule {
+    pub fn new(kinds: &[FaultKind]) -> Schedule {
+        let mut kinds = kinds.to_vec();
+        kinds.sort();
+        kinds.dedup();
+        Schedule {
+            kinds,
+            round: Vec::new(),
+        }
+    }
+
+    pub fn next_kind(&mut self, prng: &mut Prng) -> Option<FaultKind> {
+        if self.round.is_empty() {
+            self.round = self.kinds.clone();
+            prng.shuffle(&mut self.round);
+        }
+        self.round.pop()
+    }
+}
+
+/// Picks the target of a node fault: the leader half of the time (when one is known).
+fn pick_node(nodes: &[u64], leader: Option<u64>, prng: &mut Prng) -> (u64, bool) {
+    if let Some(leader) = leader
+        && prng.below(2) == 0
+    {
+        return (leader, true);
+    }
+    let node = nodes[prng.index(nodes.len())];
+    (node, Some(node) == leader)
+}
+
+/// Builds a fault of `kind` against the current cluster.
+pub fn plan(kind: FaultKind, nodes: &[u64], leader: Option<u64>, prng: &mut Prng) -> Fault {
+    match kind {
+        FaultKind::Kill => {
+            let (node, leader) = pick_node(nodes, leader, prng);
+            Fault::Kill { node, leader }
+        }
+        FaultKind::Pause => {
+            let (node, leader) = pick_node(nodes, leader, prng);
+            Fault::Pause { node, leader }
+        }
+        FaultKind::Partition => plan_partition(nodes, leader, prng),
+    }
+}
+
+fn plan_partition(nodes: &[u64], leader: Option<u64>, prng: &mut Prng) -> Fault {
+    let shapes: &[PartitionShape] = match nodes.len() {
+        0 | 1 => &[PartitionShape::Isolate],
+        2 => &[PartitionShape::Isolate, PartitionShape::OneWay],
+        _ => &[
+            PartitionShape::Isolate,
+            PartitionShape::Halves,
+            PartitionShape::OneWay,
+            PartitionShape::Bridge,
+        ],
+    };
+    let shape = shapes[prng.index(shapes.len())];
+    let mut order = nodes.to_vec();
+    prng.shuffle(&mut order);
+    // Put the leader first half of the time, so it is the isolated node, in the minority,
+    // or the sender that hears nothing back.
+    if let Some(leader) = leader
+        && prng.below(2) == 0
+        && let Some(position) = order.iter().position(|&node| node == leader)
+    {
+        order.swap(0, position);
+    }
+    let mut links = Vec::new();
+    let both_ways = |side_a: &[u64], side_b: &[u64], links: &mut Vec<(u64, u64)>| {
+        for &a in side_a {
+            for &b in side_b {
+                links.push((a, b));
+                links.push((b, a));
+            }
+        }
+    };
+    let description = match shape {
+        PartitionShape::Isolate => {
+            both_ways(&order[..1], &order[1..], &mut links);
+            format!("isolate node {}", order[0])
+        }
+        PartitionShape::Halves => {
+            let minority = order.len() / 2;
+            both_ways(&order[..minority], &order[minority..], &mut links);
+            format!("halves {:?} | {:?}", &order[..minority], &order[minority..])
+        }
+        PartitionShape::OneWay => {
+            links.push((order[1], order[0]));
+            format!(
+                "one-way: {} -> {} flows, {} -> {} dropped",
+                order[0], order[1], order[1], order[0]
+            )
+        }
+        PartitionShape::Bridge => {
+            let bridge = order[0];
+            let rest = &order[1..];
+            let half = rest.len() / 2;
+            both_ways(&rest[..half], &rest[half..], &mut links);
+            format!(
+                "bridge {bridge} between {:?} and {:?}",
+                &rest[..half],
+                &rest[half..]
+            )
+        }
+    };
+    Fault::Partition {
+        shape,
+        links,
+        reset: prng.below(2) == 0,
+        description,
+    }
+}
+
+/// Starts `fault`.
+pub fn inject(fault: &Fault, cluster: &mut Cluster, proxies: &Proxies) {
+    match fault {
+        Fault::Kill { node, .. } => cluster.kill(*node),
+        Fault::Pause { node, .. } => cluster.pause(*node),
+        Fault::Partition { links, reset, .. } => {
+            for &(from, to) in links {
+                proxies.set_mode(from, to, LinkMode::Dropped);
+                if *reset {
+                    proxies.reset(from, to);
+                }
+            }
+        }
+    }
+}
+
+/// Ends `fault`: restarts, continues, or heals every link.
+pub fn heal(fault: &Fault, cluster: &mut Cluster, proxies: &Proxies) -> anyhow::Result<()> {
+    match fault {
+        Fault::Kill { node, .. } => cluster.restart(*node)?,
+        Fault::Pause { node, .. } => cluster.resume(*node),
+        Fault::Partition { .. } => proxies.heal(),
+    }
+    Ok(())
+}
