@@ -93,8 +93,9 @@ const ROWS: [(&str, &str, Option<&str>, &str); 5] = [
         "read, stale",
         "get",
         Some("stale"),
-        "any node serves its applied state at once: no coordination, so the fastest, but \
-         it may miss recent writes (SYNOD.GET reports by how much)",
+        "any node serves its applied state at once: no coordination at all, and reads \
+         spread over every node, but it may miss recent writes (SYNOD.GET reports by how \
+         much)",
     ),
 ];
 
