@@ -33,6 +33,11 @@ pub enum RequestBody {
     Read {
         query: Bytes,
         consistency: ReadConsistency,
+        /// The client's session token: the highest log index it has seen (a write's
+        /// index, a read's applied index). A stale read waits until this replica has
+        /// applied that far, so a client never reads older state than it has already seen
+        /// (read-your-writes, monotonic reads). 0: no wait.
+        min_applied: u64,
     },
     /// An operator's request: a membership change (answered once its entry applies) or a
     /// leader transfer (answered `Accepted` once started).
@@ -277,9 +282,14 @@ impl ClientRequest {
                 out.push(0);
                 put_bytes(&mut out, command);
             }
-            RequestBody::Read { query, consistency } => {
+            RequestBody::Read {
+                query,
+                consistency,
+                min_applied,
+            } => {
                 out.push(1);
                 put_bytes(&mut out, query);
+                out.extend_from_slice(&min_applied.to_le_bytes());
                 out.push(match consistency {
                     ReadConsistency::Linearizable => 0,
                     ReadConsistency::Lease => 1,
@@ -305,12 +315,17 @@ impl ClientRequest {
             2 => RequestBody::Admin(decode_admin(&mut reader)?),
             _ => {
                 let query = reader.bytes("read query")?;
+                let min_applied = reader.u64("minimum applied index")?;
                 let consistency = match reader.tag("read consistency", 2)? {
                     0 => ReadConsistency::Linearizable,
                     1 => ReadConsistency::Lease,
                     _ => ReadConsistency::Stale,
                 };
-                RequestBody::Read { query, consistency }
+                RequestBody::Read {
+                    query,
+                    consistency,
+                    min_applied,
+                }
             }
         };
         reader.finish()?;
@@ -419,6 +434,7 @@ mod tests {
             RequestBody::Read {
                 query: Bytes::from_static(b"q"),
                 consistency: ReadConsistency::Stale,
+                min_applied: 12,
             },
         ];
         for body in requests {

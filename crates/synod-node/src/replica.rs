@@ -102,6 +102,15 @@ struct Waiter {
     request: u64,
 }
 
+/// A read waiting for its index to be confirmed or applied.
+#[derive(Debug)]
+struct WaitingRead {
+    waiter: Waiter,
+    query: Operation,
+    /// A stale read waiting for the client's session token: served with its staleness.
+    stale: bool,
+}
+
 /// Counters of what the replica refused or dropped.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplicaStats {
@@ -132,9 +141,9 @@ pub struct ReplicaActor {
     proposals: BTreeMap<u64, Waiter>,
     /// Proposals in the log: index -> (term, proposal id).
     proposed: BTreeMap<LogIndex, (synod_core::Term, u64)>,
-    reads: BTreeMap<u64, (Waiter, Operation)>,
+    reads: BTreeMap<u64, WaitingRead>,
     /// Reads confirmed at an index, waiting for the state machine to apply it.
-    reads_waiting: BTreeMap<(LogIndex, u64), (Waiter, Operation)>,
+    reads_waiting: BTreeMap<(LogIndex, u64), WaitingRead>,
     snapshot_saving: bool,
     stats: ReplicaStats,
 }
@@ -306,7 +315,7 @@ impl ReplicaActor {
             }
             Output::ReadReady { id, index } => self.on_read_ready(ctx, id, index),
             Output::ReadFailed { id, error } => {
-                if let Some((waiter, _)) = self.reads.remove(&id) {
+                if let Some(WaitingRead { waiter, .. }) = self.reads.remove(&id) {
                     let outcome = match error {
                         ReadError::NoLeader => Outcome::NotLeader { leader: None },
                         other => Outcome::Refused {
@@ -440,8 +449,14 @@ impl ReplicaActor {
                     },
                 );
             }
-            RequestBody::Read { query, consistency } => match synod_kv::Command::decode(&query) {
-                Ok(command) => self.on_read(ctx, waiter, command.op, consistency),
+            RequestBody::Read {
+                query,
+                consistency,
+                min_applied,
+            } => match synod_kv::Command::decode(&query) {
+                Ok(command) => {
+                    self.on_read(ctx, waiter, command.op, consistency, LogIndex(min_applied))
+                }
                 Err(error) => {
                     let reason = format!("the read query does not decode: {error}");
                     self.refuse(ctx, waiter, &reason);
@@ -476,6 +491,7 @@ impl ReplicaActor {
         waiter: Waiter,
         query: Operation,
         consistency: ReadConsistency,
+        min_applied: LogIndex,
     ) {
         if !matches!(query, Operation::Get { .. } | Operation::Range { .. }) {
             return self.refuse(
@@ -485,7 +501,24 @@ impl ReplicaActor {
             );
         }
         let level = match consistency {
-            ReadConsistency::Stale => return self.serve_stale(ctx, waiter, &query),
+            ReadConsistency::Stale => {
+                let applied = self.kv().map_or(LogIndex(0), KvStore::applied_index);
+                if applied >= min_applied {
+                    return self.serve_stale(ctx, waiter, &query);
+                }
+                // The client has seen later state than this replica holds: wait for it.
+                if self.reads.len() + self.reads_waiting.len() >= READS_PENDING_MAX {
+                    return self.refuse(ctx, waiter, "too many reads pending; retry later");
+                }
+                let id = self.next_id();
+                let read = WaitingRead {
+                    waiter,
+                    query,
+                    stale: true,
+                };
+                self.reads_waiting.insert((min_applied, id), read);
+                return;
+            }
             ReadConsistency::Linearizable => ReadLevel::Linearizable,
             ReadConsistency::Lease => ReadLevel::Lease,
         };
@@ -493,15 +526,20 @@ impl ReplicaActor {
             return self.refuse(ctx, waiter, "too many reads pending; retry later");
         }
         let id = self.next_id();
-        self.reads.insert(id, (waiter, query));
+        let read = WaitingRead {
+            waiter,
+            query,
+            stale: false,
+        };
+        self.reads.insert(id, read);
         self.step(ctx, Input::Read { id, level });
     }
 
     fn on_read_ready(&mut self, ctx: &mut Context<'_, ReplicaMessage>, id: u64, index: LogIndex) {
-        let Some((waiter, query)) = self.reads.remove(&id) else {
+        let Some(read) = self.reads.remove(&id) else {
             return;
         };
-        self.reads_waiting.insert((index, id), (waiter, query));
+        self.reads_waiting.insert((index, id), read);
         self.serve_applied_reads(ctx);
     }
 
@@ -512,9 +550,13 @@ impl ReplicaActor {
         };
         let later = self.reads_waiting.split_off(&(applied.next(), 0));
         let ready = std::mem::replace(&mut self.reads_waiting, later);
-        for ((_, _), (waiter, query)) in ready {
-            let outcome = self.read_outcome(&query, None);
-            self.respond(ctx, waiter, outcome);
+        for ((_, _), read) in ready {
+            if read.stale {
+                self.serve_stale(ctx, read.waiter, &read.query);
+            } else {
+                let outcome = self.read_outcome(&read.query, None);
+                self.respond(ctx, read.waiter, outcome);
+            }
         }
     }
 

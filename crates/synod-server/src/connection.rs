@@ -157,6 +157,9 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     let mut draining = shared.draining.clone();
     let mut eof = false;
     let mut protocol_error: Option<Reply> = None;
+    // The highest log index this connection has seen (a write's, a read's applied index):
+    // its stale reads wait for a replica that has applied that far.
+    let mut seen_index: u64 = 0;
     let mut closing = false;
     let mut last_activity = Instant::now();
     loop {
@@ -174,7 +177,7 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                 close: true,
             });
         }
-        submit_ready(&shared, &mut slots);
+        submit_ready(&shared, &mut slots, seen_index);
         let finished = gather_replies(&mut state, &shared, &mut slots, &mut output);
         if finished {
             closing = true;
@@ -200,6 +203,7 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         tokio::select! {
             biased;
             done = wait_front(&mut slots), if front_waiting(&slots) => {
+                seen_index = seen_index.max(index_seen(&done));
                 if let Some(slot) = slots.front_mut() {
                     let then_state = std::mem::replace(
                         &mut slot.state,
@@ -314,7 +318,7 @@ fn plan_commands(
 
 /// Submits planned requests in order, as long as each is of the same kind as every
 /// unanswered request before it.
-fn submit_ready(shared: &Shared, slots: &mut VecDeque<Slot>) {
+fn submit_ready(shared: &Shared, slots: &mut VecDeque<Slot>, seen_index: u64) {
     let mut kind_in_flight: Option<Kind> = None;
     for slot in slots.iter_mut() {
         let Some(kind) = slot.kind() else {
@@ -330,12 +334,25 @@ fn submit_ready(shared: &Shared, slots: &mut VecDeque<Slot>) {
             else {
                 unreachable!("matched above");
             };
-            slot.state = submit(shared, plan);
+            slot.state = submit(shared, plan, seen_index);
         }
     }
 }
 
-fn submit(shared: &Shared, plan: Plan) -> SlotState {
+/// The log index an answer shows the connection: a write's entry, a read's applied index.
+fn index_seen(done: &Done) -> u64 {
+    match done {
+        Done::Written(Ok(written)) => written.index,
+        Done::Read(Ok(reads)) => reads
+            .iter()
+            .map(|read| read.applied_index)
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn submit(shared: &Shared, plan: Plan, seen_index: u64) -> SlotState {
     match plan {
         Plan::Reply(reply) | Plan::Close(reply) => SlotState::Ready(reply),
         Plan::Write { command, then } => {
@@ -354,6 +371,7 @@ fn submit(shared: &Shared, plan: Plan) -> SlotState {
                 let body = RequestBody::Read {
                     query: Bytes::from(query.encode()),
                     consistency,
+                    min_applied: seen_index,
                 };
                 match shared.gateway.submit(body, route) {
                     Ok(receiver) => receivers.push(receiver),

@@ -296,6 +296,23 @@ fn a_three_node_cluster_serves_redis_commands_survives_a_leader_kill_and_stops_c
             on_follower.call(&["GET", "greeting"]) == Some(bulk("hello"))
         });
     }
+    // Stale reads on a follower still read the connection's own writes: each read carries
+    // the highest index the connection has seen, and the follower waits until it has
+    // applied that far.
+    assert_eq!(on_follower.call(&["SYNOD.READ-LEVEL", "stale"]), Some(ok()));
+    for index in 0..50 {
+        let value = format!("own-{index}");
+        assert_eq!(on_follower.call(&["SET", "own", &value]), Some(ok()));
+        assert_eq!(
+            on_follower.call(&["GET", "own"]),
+            Some(bulk(&value)),
+            "read-your-writes"
+        );
+    }
+    assert_eq!(
+        on_follower.call(&["SYNOD.READ-LEVEL", "linearizable"]),
+        Some(ok())
+    );
     // Pipelining: a thousand commands in one write, answered in order.
     let mut pipeline = String::new();
     for index in 0..1_000 {

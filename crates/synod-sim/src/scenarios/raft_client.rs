@@ -264,6 +264,9 @@ pub struct Client {
     last_seen: Vec<Value>,
     /// The newest store revision a write reply reported, for compaction.
     revision_seen: u64,
+    /// The highest log index this client has seen (a write's entry, a read's applied
+    /// index): its session token, which stale reads carry so they never go back in time.
+    index_seen: u64,
     /// The key-value session writes carry, once registered, and its last sequence.
     kv_session: Option<ClientId>,
     kv_sequence: u64,
@@ -298,6 +301,7 @@ impl Client {
             pending: None,
             last_seen: vec![Value::Null; keys_count],
             revision_seen: 0,
+            index_seen: 0,
             kv_session: None,
             kv_sequence: 0,
             duplicates_possible,
@@ -347,6 +351,7 @@ impl Client {
         call: &Call,
         consistency: Option<ReadConsistency>,
     ) {
+        // Stale reads are checked apart: they are not linearizable by design.
         if consistency == Some(ReadConsistency::Stale) {
             return;
         }
@@ -445,6 +450,7 @@ impl Client {
                     .encode(),
                 ),
                 consistency,
+                min_applied: self.index_seen,
             },
             call: Call::Read(Value::Null),
             consistency: Some(consistency),
@@ -668,6 +674,13 @@ impl Client {
         consistency: Option<ReadConsistency>,
         outcome: Outcome,
     ) -> HistoryKind {
+        match &outcome {
+            Outcome::Applied { index, .. } => self.index_seen = self.index_seen.max(*index),
+            Outcome::Read { applied_index, .. } => {
+                self.index_seen = self.index_seen.max(*applied_index);
+            }
+            _ => {}
+        }
         match outcome {
             Outcome::NotLeader { leader } => {
                 self.follow(ctx, from, leader);
