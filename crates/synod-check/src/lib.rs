@@ -89,6 +89,9 @@ pub struct CheckOptions<'a> {
     /// The most steps the session check spends deciding one key's reads of values written
     /// more than once; beyond it the guarantees involved are undecided for that key.
     pub session_steps_max: u64,
+    /// The most configurations one key's sequential-order search may expand (a budget that
+    /// does not depend on the machine's speed); beyond it that key is unknown.
+    pub key_sequential_nodes_max: u64,
 }
 
 fn no_clock() -> u64 {
@@ -112,6 +115,7 @@ impl Default for CheckOptions<'_> {
             sequential_timeout_nanos: None,
             sequential_nodes_max: SEQUENTIAL_NODES_MAX_DEFAULT,
             session_steps_max: session::STEPS_MAX_DEFAULT,
+            key_sequential_nodes_max: u64::MAX,
         }
     }
 }
@@ -191,7 +195,8 @@ fn check_one_key(
         // Linearizability implies sequential consistency.
         (true, true) => (Some(sequential::KeySequential::Valid), None),
         (true, false) => {
-            let (verdict, order) = sequential::check_key(history, key, limits);
+            let nodes_max = options.key_sequential_nodes_max;
+            let (verdict, order) = sequential::check_key(history, key, limits, nodes_max);
             (Some(verdict), order)
         }
     };

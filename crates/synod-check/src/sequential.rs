@@ -89,11 +89,12 @@ pub(crate) fn check_key(
     history: &History,
     key: &KeyHistory,
     limits: &Limits,
+    nodes_max: u64,
 ) -> (KeySequential, Option<Vec<u32>>) {
     let budget = Budget {
         should_stop: limits.should_stop,
         memory_bytes_max: limits.memory_bytes_max,
-        nodes_max: u64::MAX,
+        nodes_max,
     };
     let keys = [key];
     let problem = Interleaving::build(history, &keys, &BTreeSet::new());

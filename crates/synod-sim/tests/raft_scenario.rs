@@ -58,8 +58,8 @@ fn assert_all_passed(outcome: &SweepOutcome) {
 #[test]
 fn a_fault_free_run_elects_a_leader_commits_and_is_linearizable() {
     // Checks that without faults (and without the operator's changes) the cluster elects
-    // one leader, commits thousands of entries, serves reads at both levels, and that its
-    // history is linearizable.
+    // one leader, commits thousands of entries, serves reads at both levels, that its
+    // history is linearizable, and that with its stale reads it keeps the session guarantees.
     let options = RunOptions {
         safety_duration: Duration::from_secs(5),
         ..RunOptions::with_faults(FaultMix::none())
@@ -70,7 +70,7 @@ fn a_fault_free_run_elects_a_leader_commits_and_is_linearizable() {
     assert_eq!(figure(&run, "lease_reads"), "on");
     assert_eq!(
         figure(&run, "history_verdict"),
-        "linearizable=valid lost-writes=valid"
+        "linearizable=valid lost-writes=valid stale-included-session=valid"
     );
     let number = |name| figure(&run, name).parse::<u64>().unwrap();
     assert!(number("commit_index_max") > 1_000, "{:?}", run.report);

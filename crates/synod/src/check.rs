@@ -156,6 +156,8 @@ fn check(history: &History, args: &CheckArgs) -> Result<Report> {
         sequential_timeout_nanos: Some((args.sequential_timeout * 1e9) as u64),
         sequential_nodes_max: args.sequential_nodes_max,
         session_steps_max: synod_check::session::STEPS_MAX_DEFAULT,
+        // Each key's search is bounded by the timeout above.
+        key_sequential_nodes_max: u64::MAX,
     };
     Ok(synod_check::check(history, &options))
 }

@@ -351,10 +351,6 @@ impl Client {
         call: &Call,
         consistency: Option<ReadConsistency>,
     ) {
-        // Stale reads are checked apart: they are not linearizable by design.
-        if consistency == Some(ReadConsistency::Stale) {
-            return;
-        }
         ctx.observe(HistoryEvent {
             process: self.process(),
             client: self.index,
@@ -640,7 +636,7 @@ impl Client {
                 Call::Delete => Value::Null,
             };
         }
-        if kind == HistoryKind::Info && consistency != Some(ReadConsistency::Stale) {
+        if kind == HistoryKind::Info {
             self.process_serial += 1;
         }
         self.schedule_next(ctx);

@@ -367,6 +367,7 @@ fn check_history(text: &str) -> anyhow::Result<synod_check::Report> {
         sequential_timeout_nanos: Some(timeout_nanos),
         sequential_nodes_max: synod_check::SEQUENTIAL_NODES_MAX_DEFAULT,
         session_steps_max: synod_check::session::STEPS_MAX_DEFAULT,
+        key_sequential_nodes_max: u64::MAX,
     };
     Ok(synod_check::check(&history, &options))
 }
