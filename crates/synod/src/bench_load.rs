@@ -23,6 +23,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value as Json, json};
 use synod_client::{Connection, Reply, parse_status};
 use synod_core::Prng;
+
+use crate::history_lines::{Event, history_text, key_name};
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
@@ -343,17 +345,6 @@ enum Seen {
     Unrecognised,
 }
 
-/// One line of the history.
-#[derive(Debug, Clone)]
-struct HistoryEvent {
-    process: u64,
-    kind: &'static str,
-    function: &'static str,
-    key: u64,
-    value: Json,
-    time: u64,
-}
-
 /// Everything one client measured and saw.
 struct ClientResult {
     histograms: BTreeMap<&'static str, Histogram<u64>>,
@@ -365,7 +356,7 @@ struct ClientResult {
     warmed: Vec<u64>,
     /// Every read answered: (key, what it returned, whether it started after warm-up).
     reads: Vec<(u64, Seen)>,
-    history: Vec<HistoryEvent>,
+    history: Vec<Event>,
 }
 
 /// How an operation failed.
@@ -593,7 +584,7 @@ impl LoadClient {
 
     fn invoke(&mut self, context: &ClientContext, function: &'static str, key: u64, value: Json) {
         let time = nanos_since(context.origin);
-        self.result.history.push(HistoryEvent {
+        self.result.history.push(Event {
             process: self.process,
             kind: "invoke",
             function,
@@ -644,7 +635,7 @@ impl LoadClient {
         } else {
             recorded
         };
-        self.result.history.push(HistoryEvent {
+        self.result.history.push(Event {
             process: self.process,
             kind,
             function,
@@ -657,10 +648,6 @@ impl LoadClient {
         }
         Ok(output)
     }
-}
-
-fn key_name(key: u64) -> String {
-    format!("key:{key}")
 }
 
 fn identity_text(identity: Identity) -> String {
@@ -740,25 +727,11 @@ fn verify_reads(clients: &[ClientResult]) -> Violations {
 }
 
 fn write_history(path: &std::path::Path, clients: &[ClientResult]) -> Result<()> {
-    let mut events: Vec<&HistoryEvent> = clients
+    let mut events: Vec<&Event> = clients
         .iter()
         .flat_map(|client| client.history.iter())
         .collect();
-    // Stable: a process's events keep their order at equal times.
-    events.sort_by_key(|event| event.time);
-    let mut text = String::with_capacity(events.len() * 96);
-    for event in events {
-        let line = json!({
-            "process": event.process,
-            "type": event.kind,
-            "f": event.function,
-            "key": key_name(event.key),
-            "value": event.value,
-            "time": event.time,
-        });
-        text.push_str(&line.to_string());
-        text.push('\n');
-    }
+    let text = history_text(&mut events);
     std::fs::write(path, text)
         .with_context(|| format!("cannot write the history to {}", path.display()))
 }

@@ -10,6 +10,7 @@ mod bench_kv;
 mod bench_raft;
 mod bench_wal;
 mod check;
+mod history_lines;
 mod lab;
 mod nemesis;
 mod raw_disk;

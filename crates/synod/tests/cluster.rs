@@ -121,32 +121,25 @@ impl Cluster {
     fn leader_other_than(&self, old: u64) -> u64 {
         let mut leader = None;
         wait_for(Duration::from_secs(20), || {
-            leader = (1..=self.nodes).filter(|id| *id != old).find(|id| {
-                connect(self.resp(*id)).is_some_and(|mut conn| {
-                    let info = conn.call(&["INFO", "replication"]);
-                    matches!(info, Some(Reply::Bulk(Some(text)))
-                        if String::from_utf8_lossy(&text).contains("role:master"))
-                })
-            });
+            leader = (1..=self.nodes)
+                .filter(|id| *id != old)
+                .find(|id| self.says_it_leads(*id));
             leader.is_some()
         });
-        leader.expect("a new leader")
+        leader.expect("a leader")
     }
 
     /// The node that says it leads, once one does.
     fn leader(&self) -> u64 {
-        let mut leader = None;
-        wait_for(Duration::from_secs(20), || {
-            leader = (1..=self.nodes).find(|id| {
-                connect(self.resp(*id)).is_some_and(|mut conn| {
-                    let info = conn.call(&["INFO", "replication"]);
-                    matches!(info, Some(Reply::Bulk(Some(text)))
-                        if String::from_utf8_lossy(&text).contains("role:master"))
-                })
-            });
-            leader.is_some()
-        });
-        leader.expect("a leader")
+        self.leader_other_than(0)
+    }
+
+    fn says_it_leads(&self, id: u64) -> bool {
+        connect(self.resp(id)).is_some_and(|mut conn| {
+            let info = conn.call(&["INFO", "replication"]);
+            matches!(info, Some(Reply::Bulk(Some(text)))
+                if String::from_utf8_lossy(&text).contains("role:master"))
+        })
     }
 }
 

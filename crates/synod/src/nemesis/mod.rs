@@ -305,7 +305,10 @@ async fn finish(
     crashes: &[(u64, u64, String)],
     workload_end: u64,
 ) -> anyhow::Result<ExitCode> {
-    let text = workload::history_text(&mut events);
+    // The report reads the events in time order too (stable: a process's events keep
+    // their order at equal times).
+    events.sort_by_key(|event| event.time);
+    let text = crate::history_lines::history_text(&mut events.iter().collect::<Vec<_>>());
     let history_path = dir.join("history.jsonl");
     std::fs::write(&history_path, &text)
         .with_context(|| format!("cannot write {}", history_path.display()))?;

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
+
+pub use crate::history_lines::{Event, key_name};
 use synod_client::{Client, ClientConfig, ClientError, ReadLevel, Retry};
 use synod_core::Prng;
 
@@ -22,20 +24,6 @@ const FINAL_READ_DEADLINE: Duration = Duration::from_secs(20);
 /// enough to check in seconds.
 const THINK_TIME: Duration = Duration::from_millis(5);
 
-/// One line of the history.
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub process: u64,
-    /// "invoke", "ok", "fail" or "info".
-    pub kind: &'static str,
-    /// "read", "write" or "cas".
-    pub function: &'static str,
-    pub key: u64,
-    pub value: Json,
-    /// Nanoseconds since the run's origin.
-    pub time: u64,
-}
-
 /// What every client shares.
 #[derive(Debug, Clone)]
 pub struct WorkloadConfig {
@@ -45,10 +33,6 @@ pub struct WorkloadConfig {
     pub origin: Instant,
     pub stop_at: Instant,
     pub seed: u64,
-}
-
-pub fn key_name(key: u64) -> String {
-    format!("key:{key}")
 }
 
 fn nanos_since(origin: Instant) -> u64 {
@@ -272,24 +256,4 @@ pub async fn final_reads(config: &WorkloadConfig, process: u64) -> Vec<Event> {
         }
     }
     worker.events
-}
-
-/// The history as JSON Lines, ordered by time (stable, so a process's events keep their
-/// order at equal times).
-pub fn history_text(events: &mut [Event]) -> String {
-    events.sort_by_key(|event| event.time);
-    let mut text = String::with_capacity(events.len() * 96);
-    for event in events.iter() {
-        let line = json!({
-            "process": event.process,
-            "type": event.kind,
-            "f": event.function,
-            "key": key_name(event.key),
-            "value": event.value,
-            "time": event.time,
-        });
-        text.push_str(&line.to_string());
-        text.push('\n');
-    }
-    text
 }
