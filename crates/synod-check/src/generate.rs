@@ -98,13 +98,23 @@ struct Planned {
     /// Filled in by the model: the value read, or whether the cas matched.
     read: Option<u64>,
     cas_matched: bool,
+    /// The position of its effect in the model's order, once applied.
+    rank: Option<u64>,
 }
 
 /// Generates a linearizable history of `shape` as JSON Lines.
 pub fn generate(shape: &Shape) -> String {
     let mut planned = plan(shape);
     apply_model(&mut planned);
-    render(&planned)
+    render(&planned, false)
+}
+
+/// Generates as [`generate`], and gives every ok completion an `index`: the position of its
+/// effect in the model's order (the order a system that knows its own order would report).
+pub fn generate_with_order(shape: &Shape) -> String {
+    let mut planned = plan(shape);
+    apply_model(&mut planned);
+    render(&planned, true)
 }
 
 const LATENCY_MEAN_NS: f64 = 1_000.0;
@@ -147,6 +157,7 @@ fn plan(shape: &Shape) -> Vec<Planned> {
             is_info,
             read: None,
             cas_matched: false,
+            rank: None,
         });
         next_free[worker] = complete + 1 + prng.exponential(THINK_MEAN_NS, 10_000.0) as u64;
         if is_info {
@@ -180,8 +191,9 @@ fn apply_model(planned: &mut [Planned]) {
         .collect();
     order.sort_unstable();
     let mut map: BTreeMap<usize, u64> = BTreeMap::new();
-    for (_, index) in order {
+    for (rank, (_, index)) in order.into_iter().enumerate() {
         let operation = &mut planned[index];
+        operation.rank = Some(rank as u64);
         let current = map.get(&operation.key).copied();
         match operation.kind {
             Kind::Read => operation.read = current,
@@ -201,7 +213,7 @@ fn apply_model(planned: &mut [Planned]) {
     }
 }
 
-fn render(planned: &[Planned]) -> String {
+fn render(planned: &[Planned], with_index: bool) -> String {
     // (time, invoke before completion at equal times is irrelevant: linearization points
     // lie strictly inside), then operation order for determinism.
     let mut lines: Vec<(u64, usize, bool)> = Vec::with_capacity(planned.len() * 2);
@@ -231,10 +243,14 @@ fn render(planned: &[Planned]) -> String {
             (true, false, Kind::Cas(_, _)) if !operation.cas_matched => "fail",
             (true, false, _) => "ok",
         };
+        let index = match operation.rank {
+            Some(rank) if with_index && kind == "ok" => format!(",\"index\":{rank}"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
             "{{\"process\":{},\"type\":\"{kind}\",\"f\":\"{f}\",\"key\":\"k{}\",\"value\":{value},\
-             \"time\":{time}}}",
+             \"time\":{time}{index}}}",
             operation.process, operation.key
         );
     }

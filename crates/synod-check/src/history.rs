@@ -104,6 +104,11 @@ pub struct Operation {
     /// Positions in `History::events` (real-time order).
     pub invoke_position: usize,
     pub complete_position: Option<usize>,
+    /// The position in the system's own order of operations that an ok completion reported
+    /// (the optional `index` field: for a replicated log, the index a write took effect at
+    /// or the applied index a read was served at). The sequential check tries that order
+    /// first; it is a hint whose every step is verified, never trusted.
+    pub index: Option<u64>,
 }
 
 /// One line of the history, in real-time order.
@@ -207,6 +212,8 @@ struct RawEvent<'a> {
     #[serde(default)]
     value: serde_json::Value,
     time: u64,
+    #[serde(default)]
+    index: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -340,6 +347,7 @@ impl Builder {
             complete_line: None,
             invoke_position: 0,
             complete_position: None,
+            index: None,
         });
         self.processes
             .insert(event.process, ProcessState::Outstanding { operation });
@@ -395,6 +403,7 @@ impl Builder {
             operation.call = Call::Read(value);
         }
         operation.outcome = outcome;
+        operation.index = event.index.filter(|_| outcome == Outcome::Ok);
         operation.complete_time = Some(event.time);
         operation.complete_line = Some(line);
         let state = match outcome {

@@ -289,7 +289,8 @@ fn write_axis(svg: &mut String, view: (u64, u64), x: &dyn Fn(u64) -> f64, rows_h
 }
 
 /// A round step (1, 2 or 5 times a power of ten) giving about `TICKS_COUNT_WANTED` ticks.
-fn tick_step(span: u64) -> u64 {
+/// `synod nemesis` draws its report's time axis with it too.
+pub fn tick_step(span: u64) -> u64 {
     let raw = (span / TICKS_COUNT_WANTED).max(1);
     let mut power = 1u64;
     while power.saturating_mul(10) <= raw {
@@ -464,7 +465,8 @@ fn capitalized(text: &str) -> String {
     }
 }
 
-fn escape(text: &str) -> String {
+/// `text` with the characters HTML gives a meaning to (`& < > "`) escaped.
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

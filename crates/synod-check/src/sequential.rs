@@ -22,7 +22,7 @@ use crate::KeyResults;
 use crate::history::History;
 use crate::interleave::{Budget, Interleaving, Outcome, search};
 use crate::linear::Limits;
-use crate::problem::KeyHistory;
+use crate::problem::{Effect, KeyHistory};
 use crate::report::Verdict;
 use crate::sequential_core::{explain, minimize};
 
@@ -65,6 +65,9 @@ pub enum SequentialMethod {
     EveryKeyLinearizable,
     /// Every key's own order, merged with every process's order, is one valid order.
     MergedKeyOrders,
+    /// The order the system reported (the operations' `index` fields), merged with every
+    /// process's order, is one valid order.
+    ReportedOrder,
     /// Some key's own operations cannot be ordered.
     KeyViolation,
     /// A search over all keys together.
@@ -157,6 +160,14 @@ pub(crate) fn check_history(
         decided.method = SequentialMethod::MergedKeyOrders;
         return decided;
     }
+    if let Some(reported) = reported_order(history) {
+        // Verified step by step like the merged key orders; when it fails, its ranks guide
+        // the search instead.
+        if merge_key_orders(history, &mut problem, &[Some(reported)]) {
+            decided.method = SequentialMethod::ReportedOrder;
+            return decided;
+        }
+    }
     decided.method = SequentialMethod::Search;
     let (outcome, nodes_count) = search(&problem, budget);
     decided.search_nodes = nodes_count;
@@ -174,6 +185,81 @@ pub(crate) fn check_history(
         }
     }
     decided
+}
+
+/// Adds to `order` the optional steps it lacks (info operations, which report no order):
+/// walking the order, a step that needs a value its key does not hold gets, just before it,
+/// an unplaced optional step that writes that value (the search's lazy placement).
+/// Verification decides whether the result is an order.
+fn place_optional(problem: &Interleaving, order: Vec<u32>) -> Vec<u32> {
+    let mut placed = vec![false; problem.steps.len()];
+    for &step in &order {
+        placed[step as usize] = true;
+    }
+    let mut unplaced: Vec<u32> = (0..problem.steps.len())
+        .filter(|&index| {
+            let step = &problem.steps[index];
+            !placed[index] && step.optional && !matches!(step.effect, Effect::Read(_))
+        })
+        .map(|index| u32::try_from(index).expect("steps fit u32"))
+        .collect();
+    let mut states: Vec<u32> = problem.keys.iter().map(|key| key.initial).collect();
+    let mut placed_order = Vec::with_capacity(order.len() + unplaced.len());
+    let apply = |states: &mut [u32], step: &crate::interleave::Step| {
+        let state = &mut states[step.key as usize];
+        match step.effect {
+            Effect::Blind(value) => *state = value,
+            Effect::Cas(expected, new) if expected == *state => *state = new,
+            Effect::Read(_) | Effect::Cas(_, _) => {}
+        }
+    };
+    for step_index in order {
+        let step = &problem.steps[step_index as usize];
+        let needed = match step.effect {
+            Effect::Read(value) | Effect::Cas(value, _) => Some(value),
+            Effect::Blind(_) => None,
+        };
+        if let Some(value) = needed.filter(|&value| states[step.key as usize] != value) {
+            let state = states[step.key as usize];
+            let writer = unplaced.iter().position(|&candidate| {
+                let candidate = &problem.steps[candidate as usize];
+                candidate.key == step.key
+                    && match candidate.effect {
+                        Effect::Blind(written) => written == value,
+                        Effect::Cas(expected, written) => written == value && expected == state,
+                        Effect::Read(_) => false,
+                    }
+            });
+            if let Some(position) = writer {
+                let writer = unplaced.swap_remove(position);
+                apply(&mut states, &problem.steps[writer as usize]);
+                placed_order.push(writer);
+            }
+        }
+        apply(&mut states, step);
+        placed_order.push(step_index);
+    }
+    placed_order
+}
+
+/// The order the system reported: every ok operation that carries an `index`, by index,
+/// ties by invoke. `None` when no operation carries one.
+fn reported_order(history: &History) -> Option<Vec<u32>> {
+    let mut reported: Vec<(u64, usize, u32)> = history
+        .operations
+        .iter()
+        .enumerate()
+        .filter_map(|(source, operation)| {
+            let index = operation.index?;
+            let source = u32::try_from(source).expect("fewer than 2^32 operations");
+            Some((index, operation.invoke_position, source))
+        })
+        .collect();
+    if reported.is_empty() {
+        return None;
+    }
+    reported.sort_unstable();
+    Some(reported.into_iter().map(|(.., source)| source).collect())
 }
 
 /// Merges the keys' own orders (from their own searches; a linearizable key has none and
@@ -210,7 +296,7 @@ fn merge_key_orders(
         .copied()
         .filter(|&step| took_effect[step as usize] || !problem.steps[step as usize].optional)
         .collect();
-    if problem.verify(&effective) {
+    if problem.verify(&effective) || problem.verify(&place_optional(problem, effective)) {
         return true;
     }
     let mut ranks = vec![0u32; problem.steps.len()];

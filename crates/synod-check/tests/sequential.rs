@@ -5,7 +5,7 @@ mod common;
 
 use common::{history as parse_lines, op_on};
 use proptest::prelude::*;
-use synod_check::generate::{Shape, generate};
+use synod_check::generate::{Shape, generate, generate_with_order};
 use synod_check::sequential::{SequentialMethod, SequentialScope};
 use synod_check::{
     Call, CheckOptions, History, Models, Outcome, ParseOptions, Report, Value, Verdict, check,
@@ -277,6 +277,69 @@ fn an_exhausted_budget_is_unknown_never_valid() {
         assert!(reason.contains("budget of 5 configurations"), "{reason}");
     }
     assert!(exercised_count > 0, "no seed needed the search");
+}
+
+#[test]
+fn a_reported_order_decides_without_a_search() {
+    // Checks the reported-order path: on lagged histories (valid, not linearizable) whose
+    // check without `index` fields needs the whole-history search, the same histories with
+    // the model's order as `index` are decided valid from that order, with no configuration
+    // expanded.
+    let mut exercised_count = 0;
+    for seed in 0..40 {
+        let shape = Shape {
+            operations: 80,
+            keys: 3,
+            processes: 4,
+            values: 3,
+            info_rate: 0.05,
+            process_lag_ns_max: 3_000,
+            seed,
+        };
+        let plain = parse_history(&generate(&shape), ParseOptions::default()).unwrap();
+        let without = run(&plain).sequential.unwrap();
+        if without.method != SequentialMethod::Search {
+            continue;
+        }
+        exercised_count += 1;
+        let text = generate_with_order(&shape);
+        let reported = parse_history(&text, ParseOptions::default()).unwrap();
+        let model = run(&reported).sequential.unwrap();
+        assert_eq!(model.verdict, Verdict::Valid, "seed {seed}");
+        assert_eq!(model.method, SequentialMethod::ReportedOrder, "seed {seed}");
+        assert_eq!(model.search_nodes, 0, "seed {seed}");
+    }
+    assert!(exercised_count > 0, "no seed needed the search");
+}
+
+#[test]
+fn a_reported_order_never_changes_a_verdict() {
+    // Checks that `index` fields are a hint, verified step by step: the classic history
+    // whose indexes claim an order (x written, y written, then both reads) stays a
+    // violation, found by the search.
+    let indexes = [1, 2, 3, 4];
+    let lines: Vec<String> = classic()
+        .into_iter()
+        .enumerate()
+        .map(|(position, line)| {
+            if position % 2 == 0 {
+                return line;
+            }
+            let index = indexes[position / 2];
+            let body = line.trim_end().trim_end_matches('}');
+            format!("{body},\"index\":{index}}}\n")
+        })
+        .collect();
+    let history = parse_lines(&lines);
+    assert!(
+        history
+            .operations
+            .iter()
+            .all(|operation| operation.index.is_some())
+    );
+    let model = run(&history).sequential.unwrap();
+    assert_eq!(model.verdict, Verdict::Violation);
+    assert_eq!(model.method, SequentialMethod::Search);
 }
 
 #[test]

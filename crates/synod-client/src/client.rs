@@ -5,15 +5,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use synod_core::Prng;
+use synod_resilience::BreakerConfig;
 use synod_server::{ReadLevel, Reply};
 
+use crate::breakers::{self, NodeBreakerState, NodeBreakers};
 use crate::connection::{Connection, millis};
 use crate::error::{ClientError, Retry};
 use crate::retry::{Decision, Replay, RetryPolicy, decide};
 use crate::status::{ClusterStatus, as_integer, parse_status};
 
 /// Most addresses tried in one round of leader discovery (seeds and learned members).
-const DISCOVERY_CANDIDATES_MAX: usize = 64;
+pub const DISCOVERY_CANDIDATES_MAX: usize = 64;
+/// Most seed addresses a client takes.
+pub const SEEDS_MAX: usize = 64;
 
 /// How a [`Client`] behaves. [`ClientConfig::validate`] names the field that is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +39,9 @@ pub struct ClientConfig {
     pub sessions: bool,
     /// Seed of the retry jitter; `None` draws one from the clock and the process id.
     pub jitter_seed: Option<u64>,
+    /// The circuit breaker kept for each node address: a node whose breaker is open is
+    /// skipped while another can be asked.
+    pub breaker: BreakerConfig,
 }
 
 impl Default for ClientConfig {
@@ -49,6 +56,7 @@ impl Default for ClientConfig {
             discovery: true,
             sessions: true,
             jitter_seed: None,
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -84,6 +92,20 @@ impl ClientConfig {
         }
         if self.attempts_max == 0 {
             return refuse("attempts_max must be at least 1".into());
+        }
+        if let Err(error) = self.breaker.validate() {
+            let error = error.within("breaker");
+            return refuse(format!("{} {}", error.field, error.problem));
+        }
+        let half_open_duration_max = self.breaker.half_open_duration_max.to_std();
+        if half_open_duration_max < self.request_timeout {
+            // A trial call may take the whole request timeout; a shorter bound would reopen
+            // the breaker under every slow but healthy trial.
+            return refuse(format!(
+                "breaker.half_open_duration_max ({} ms) must be at least request_timeout ({} ms)",
+                millis(half_open_duration_max),
+                millis(self.request_timeout)
+            ));
         }
         Ok(())
     }
@@ -142,6 +164,8 @@ pub struct Client {
     /// Which seed plain-Redis mode tries next.
     seed_next: usize,
     prng: Prng,
+    /// One circuit breaker per node address.
+    breakers: NodeBreakers,
 }
 
 impl Client {
@@ -149,8 +173,11 @@ impl Client {
     /// connects lazily, on the first operation.
     pub fn new(seeds: &[&str], config: ClientConfig) -> Result<Client, ClientError> {
         config.validate()?;
-        if seeds.is_empty() {
-            return Err(ClientError::Config("give at least one seed address".into()));
+        if seeds.is_empty() || seeds.len() > SEEDS_MAX {
+            return Err(ClientError::Config(format!(
+                "give between 1 and {SEEDS_MAX} seed addresses, not {}",
+                seeds.len()
+            )));
         }
         let seed = config.jitter_seed.unwrap_or_else(|| {
             let nanos = SystemTime::now()
@@ -159,7 +186,6 @@ impl Client {
             nanos ^ u64::from(std::process::id()).rotate_left(32)
         });
         Ok(Client {
-            config,
             seeds: seeds.iter().map(|seed| (*seed).to_owned()).collect(),
             members: Vec::new(),
             connection: None,
@@ -167,12 +193,26 @@ impl Client {
             session: None,
             seed_next: 0,
             prng: Prng::from_seed(seed),
+            breakers: NodeBreakers::new(config.breaker),
+            config,
         })
     }
 
     /// The address of the node the client is connected to, if any.
     pub fn connected_address(&self) -> Option<&str> {
         self.connection.as_ref().map(Connection::address)
+    }
+
+    /// The circuit breaker of every node the client has called, by address: its state, the
+    /// calls it judges and its counters (for `synod` tools to print, or metrics).
+    pub fn breaker_states(&self) -> Vec<NodeBreakerState> {
+        self.breakers.states()
+    }
+
+    /// Closes the connection; the next operation connects (and, with discovery, finds the
+    /// leader) again.
+    pub fn disconnect(&mut self) {
+        self.drop_connection();
     }
 
     /// The session's client id and next sequence, once a write has opened it.
@@ -307,7 +347,7 @@ impl Client {
             .connection
             .as_mut()
             .expect("ensure_connection connected");
-        let reply = connection.call(arguments).await?;
+        let reply = breakers::call(&mut self.breakers, connection, arguments).await?;
         let address = connection.address().to_owned();
         if let Reply::Error(message) = &reply {
             if is_try_again(message) {
@@ -392,7 +432,7 @@ impl Client {
     /// Sends a session command on the current connection; error replies become errors.
     async fn session_command(&mut self, arguments: &[&[u8]]) -> Result<Reply, ClientError> {
         let connection = self.connection.as_mut().expect("called with a connection");
-        let reply = connection.call(arguments).await?;
+        let reply = breakers::call(&mut self.breakers, connection, arguments).await?;
         match reply {
             Reply::Error(message) if is_try_again(&message) => Err(ClientError::TryAgain {
                 address: connection.address().to_owned(),
@@ -424,14 +464,11 @@ impl Client {
         let mut connection = if self.config.discovery {
             self.discover_leader().await?
         } else {
-            let seed = &self.seeds[self.seed_next % self.seeds.len()];
-            self.seed_next = self.seed_next.wrapping_add(1);
-            Connection::connect(seed, self.config.request_timeout).await?
+            self.connect_to_seed().await?
         };
         if let Some(level) = self.config.read_level {
-            let reply = connection
-                .call(&[b"SYNOD.READ-LEVEL", level.name().as_bytes()])
-                .await?;
+            let arguments: [&[u8]; 2] = [b"SYNOD.READ-LEVEL", level.name().as_bytes()];
+            let reply = breakers::call(&mut self.breakers, &mut connection, &arguments).await?;
             if let Reply::Error(message) = reply {
                 return Err(ClientError::Server {
                     address: connection.address().to_owned(),
@@ -443,8 +480,31 @@ impl Client {
         Ok(())
     }
 
+    /// Connects to the next seed in turn whose breaker lets it (plain-Redis mode). When every
+    /// seed's breaker is open, the one that opened longest ago is tried anyway.
+    async fn connect_to_seed(&mut self) -> Result<Connection, ClientError> {
+        let timeout = self.config.request_timeout;
+        let mut refused = None;
+        // Bounded by the seed count: each pass moves to the next seed.
+        for _ in 0..self.seeds.len() {
+            let seed = self.seeds[self.seed_next % self.seeds.len()].clone();
+            self.seed_next = self.seed_next.wrapping_add(1);
+            match breakers::connect(&mut self.breakers, &seed, timeout).await {
+                Err(error @ ClientError::BreakerOpen { .. }) => refused = Some(error),
+                result => return result,
+            }
+        }
+        let Some(seed) = self.breakers.least_recently_opened(&self.seeds) else {
+            return Err(refused.expect("at least one seed"));
+        };
+        self.breakers.force_half_open(&seed);
+        breakers::connect(&mut self.breakers, &seed, timeout).await
+    }
+
     /// Asks the learned members, then the seeds, for `SYNOD.STATUS` until one names a leader,
-    /// and connects to it.
+    /// and connects to it. Nodes whose breaker is open are skipped; when every candidate's
+    /// is, the one that opened longest ago is asked anyway, so the client never waits on
+    /// breakers alone.
     async fn discover_leader(&mut self) -> Result<Connection, ClientError> {
         let mut candidates: Vec<String> = Vec::new();
         for address in self.members.iter().chain(&self.seeds) {
@@ -452,47 +512,65 @@ impl Client {
                 candidates.push(address.clone());
             }
         }
-        let timeout = self.config.request_timeout;
         let mut problems: Vec<String> = Vec::new();
+        let mut asked_any = false;
         for address in &candidates {
-            let mut connection = match Connection::connect(address, timeout).await {
-                Ok(connection) => connection,
-                Err(error) => {
-                    problems.push(error.to_string());
-                    continue;
+            match self.ask_for_leader(address).await {
+                Ok(connection) => return Ok(connection),
+                Err(Problem::BreakerOpen(problem)) => problems.push(problem),
+                Err(Problem::Failed(problem)) => {
+                    asked_any = true;
+                    problems.push(problem);
                 }
-            };
-            let status = match connection.call(&[b"SYNOD.STATUS"]).await {
-                Ok(Reply::Error(message)) => {
-                    Err(format!("answered -{message} (is it a synod node?)"))
-                }
-                Ok(reply) => parse_status(&reply),
-                Err(error) => Err(error.to_string()),
-            };
-            let status = match status {
-                Ok(status) => status,
-                Err(problem) => {
-                    problems.push(format!("{address}: SYNOD.STATUS: {problem}"));
-                    continue;
-                }
-            };
-            self.learn_members(&status);
-            let Some(leader_address) = status.leader_address().map(str::to_owned) else {
-                problems.push(format!("{address}: node {} knows no leader", status.node));
-                continue;
-            };
-            if status.leader == Some(status.node) || leader_address == *address {
-                return Ok(connection);
             }
-            match Connection::connect(&leader_address, timeout).await {
-                Ok(leader) => return Ok(leader),
-                Err(error) => problems.push(error.to_string()),
+        }
+        if !asked_any && let Some(address) = self.breakers.least_recently_opened(&candidates) {
+            self.breakers.force_half_open(&address);
+            match self.ask_for_leader(&address).await {
+                Ok(connection) => return Ok(connection),
+                Err(Problem::BreakerOpen(problem) | Problem::Failed(problem)) => {
+                    problems.push(problem);
+                }
             }
         }
         Err(ClientError::NoLeader {
             seeds: self.seeds.join(","),
             detail: problems.join("; "),
         })
+    }
+
+    /// Asks `address` for `SYNOD.STATUS` and connects to the leader it names.
+    async fn ask_for_leader(&mut self, address: &str) -> Result<Connection, Problem> {
+        let timeout = self.config.request_timeout;
+        let mut connection = match breakers::connect(&mut self.breakers, address, timeout).await {
+            Ok(connection) => connection,
+            Err(error) => return Err(Problem::from_error(error)),
+        };
+        let status = match breakers::call(&mut self.breakers, &mut connection, &[b"SYNOD.STATUS"])
+            .await
+        {
+            Ok(Reply::Error(message)) => Err(format!("answered -{message} (is it a synod node?)")),
+            Ok(reply) => parse_status(&reply),
+            Err(error @ ClientError::BreakerOpen { .. }) => {
+                return Err(Problem::from_error(error));
+            }
+            Err(error) => Err(error.to_string()),
+        };
+        let status = status
+            .map_err(|problem| Problem::Failed(format!("{address}: SYNOD.STATUS: {problem}")))?;
+        self.learn_members(&status);
+        let Some(leader_address) = status.leader_address().map(str::to_owned) else {
+            let problem = format!("{address}: node {} knows no leader", status.node);
+            return Err(Problem::Failed(problem));
+        };
+        if status.leader == Some(status.node) || leader_address == address {
+            return Ok(connection);
+        }
+        // The candidate answered, so this round asked someone even if the leader's breaker
+        // is open: the operation's retries wait for it instead of forcing it.
+        breakers::connect(&mut self.breakers, &leader_address, timeout)
+            .await
+            .map_err(|error| Problem::Failed(error.to_string()))
     }
 
     fn learn_members(&mut self, status: &ClusterStatus) {
@@ -529,6 +607,22 @@ impl Client {
         match reply {
             Reply::Integer(value) => Ok(*value),
             _ => Err(self.unexpected(command, reply)),
+        }
+    }
+}
+
+/// Why one candidate of leader discovery gave no leader.
+enum Problem {
+    /// Its breaker is open: nothing was sent.
+    BreakerOpen(String),
+    Failed(String),
+}
+
+impl Problem {
+    fn from_error(error: ClientError) -> Problem {
+        match error {
+            ClientError::BreakerOpen { .. } => Problem::BreakerOpen(error.to_string()),
+            error => Problem::Failed(error.to_string()),
         }
     }
 }
@@ -574,7 +668,7 @@ mod tests {
     fn config_validation_names_the_field() {
         // Checks that each inconsistent setting is refused with its field's name.
         type Change = fn(&mut ClientConfig);
-        let cases: [(Change, &str); 4] = [
+        let cases: [(Change, &str); 6] = [
             (
                 |config| config.request_timeout = Duration::ZERO,
                 "request_timeout",
@@ -588,6 +682,16 @@ mod tests {
                 "backoff_min",
             ),
             (|config| config.attempts_max = 0, "attempts_max"),
+            (
+                |config| config.breaker.failure_rate_percent = 150,
+                "client config: breaker.failure_rate_percent must be in 1..=100, got 150",
+            ),
+            (
+                |config| {
+                    config.breaker.half_open_duration_max = synod_core::Duration::from_millis(1)
+                },
+                "breaker.half_open_duration_max (1 ms) must be at least request_timeout",
+            ),
         ];
         assert!(ClientConfig::default().validate().is_ok());
         for (change, field) in cases {

@@ -83,6 +83,17 @@ pub enum ClientError {
         deadline_ms: u64,
         last: Box<ClientError>,
     },
+    /// The node's circuit breaker is open: recent calls to it failed or were slow, so the
+    /// client does not send it more for a while. Nothing was sent.
+    #[error(
+        "the circuit breaker for {address} is open after repeated failures or slow replies; \
+         the client sends it nothing for {retry_after_ms} ms more (Client::breaker_states \
+         shows each node's breaker)"
+    )]
+    BreakerOpen {
+        address: String,
+        retry_after_ms: u64,
+    },
     #[error("client config: {0}")]
     Config(String),
 }
@@ -108,7 +119,8 @@ impl ClientError {
             | ClientError::ConnectTimeout { .. }
             | ClientError::TryAgain { .. }
             | ClientError::NoLeader { .. }
-            | ClientError::Broken { .. } => Retry::Safe,
+            | ClientError::Broken { .. }
+            | ClientError::BreakerOpen { .. } => Retry::Safe,
             ClientError::Io { .. }
             | ClientError::Closed { .. }
             | ClientError::Timeout { .. }

@@ -11,6 +11,11 @@
 //! was lost is sent again on a new connection after `SYNOD.SESSION RESUME <client>
 //! <sequence>`, so the node answers it from its cache instead of applying it twice.
 //!
+//! Every connect and call goes through the node's circuit breaker ([`breakers`], one
+//! synod-resilience `CircuitBreaker` per address, set by [`ClientConfig::breaker`]): a node
+//! that keeps failing or answering slowly is skipped while another can be asked, and
+//! [`Client::breaker_states`] shows each breaker.
+//!
 //! ```no_run
 //! # async fn example() -> Result<(), synod_client::ClientError> {
 //! use synod_client::{Client, ClientConfig};
@@ -22,14 +27,17 @@
 //! # }
 //! ```
 
+pub mod breakers;
 pub mod client;
 pub mod connection;
 pub mod error;
 pub mod retry;
 pub mod status;
 
+pub use breakers::NodeBreakerState;
 pub use client::{CasOutcome, Client, ClientConfig};
 pub use connection::{Connection, ConnectionLimits, encode_command};
 pub use error::{ClientError, Retry};
 pub use status::{ClusterStatus, MemberAddress, parse_status};
+pub use synod_resilience::{BreakerConfig, BreakerState, SlidingWindow};
 pub use synod_server::{ReadLevel, Reply};

@@ -3,10 +3,8 @@
 use synod_core::config::check_range;
 use synod_core::{ConfigError, Duration, Validate};
 
-/// The largest window of inter-arrival samples a peer may keep. At 10 heartbeats a second it
-/// is about 17 minutes of history, far more than the detector needs to adapt, and it bounds
-/// the memory of one peer at 80 KB.
-pub const WINDOW_SIZE_MAX: usize = 10_000;
+/// The largest window of inter-arrival samples a peer may keep (80 KB of one peer's memory).
+pub use synod_core::arrival_window::WINDOW_SIZE_MAX;
 /// The smallest window: the bootstrap seeds two samples (mean - deviation, mean + deviation),
 /// and a smaller window would evict one of them before the first real interval arrives.
 pub const WINDOW_SIZE_MIN: usize = 2;

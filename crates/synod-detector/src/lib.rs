@@ -53,4 +53,4 @@ pub use detector::{
     DetectorStats, HEARTBEAT_OUTPUTS_MAX, Input, OUTPUTS_PER_STEP_MAX, Output, PEERS_COUNT_MAX,
     PeerStatus, PhiAccrualDetector,
 };
-pub use window::SAMPLE_NANOS_MAX;
+pub use synod_core::arrival_window::SAMPLE_NANOS_MAX;

@@ -7,6 +7,16 @@
 //! machine applies it -> the response goes back to the client with the entry's fencing
 //! token. Reads take ReadIndex or the lease instead of the log, or are served at once from
 //! local state with their staleness.
+//!
+//! A disk that fails under the replica (a write or fsync error: the disk is full or
+//! failing) latches its storage, and nothing more is made durable or acknowledged. The
+//! replica then turns read-only instead of failing: it stops stepping Raft (it neither votes
+//! nor acknowledges, so the others carry on without it), answers pending writes as unknown
+//! and refuses new ones with a `READONLY` reason, keeps serving stale reads from the state it
+//! has applied, and after [`STORAGE_RETRY_AFTER`] fails on purpose so that its supervisor
+//! restarts it: the new incarnation recovers from disk and, if writes succeed again, rejoins.
+//! Restarting less often than the supervisor's intensity keeps a dead disk from escalating
+//! to the whole node.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +48,9 @@ pub const READS_PENDING_MAX: usize = 16_384;
 pub const OUTBOX_CAPACITY: usize = 1 << 16;
 /// Storage outputs handled per pump before yielding to other messages.
 const PUMP_ROUNDS_MAX: usize = 1_024;
+/// How long a replica whose storage failed stays read-only before it restarts to try the
+/// disk again; well under the node supervisor's restart intensity (10 in 10 s).
+pub const STORAGE_RETRY_AFTER: synod_core::Duration = synod_core::Duration::from_secs(2);
 
 /// Everything a replica needs to start.
 #[derive(Debug, Clone)]
@@ -86,6 +99,8 @@ pub enum ReplicaMessage {
     Tick,
     Disk(DiskCompletion),
     StorageTimer,
+    /// Read-only after a storage failure: time to restart and try the disk again.
+    StorageRetry,
 }
 
 impl From<Inbound> for ReplicaMessage {
@@ -122,6 +137,10 @@ pub struct ReplicaStats {
     pub sends_failed: u64,
     pub entries_applied: u64,
     pub reads_served: u64,
+    /// Times the storage failed and the replica turned read-only.
+    pub storage_failures: u64,
+    /// Peer messages dropped while read-only.
+    pub peer_messages_read_only: u64,
 }
 
 /// A running replica, between boot and the state machine.
@@ -145,6 +164,8 @@ pub struct ReplicaActor {
     /// Reads confirmed at an index, waiting for the state machine to apply it.
     reads_waiting: BTreeMap<(LogIndex, u64), WaitingRead>,
     snapshot_saving: bool,
+    /// The storage's failure, once it failed: the replica is read-only.
+    storage_failure: Option<String>,
     stats: ReplicaStats,
 }
 
@@ -167,6 +188,7 @@ impl ReplicaActor {
             reads: BTreeMap::new(),
             reads_waiting: BTreeMap::new(),
             snapshot_saving: false,
+            storage_failure: None,
             stats: ReplicaStats::default(),
         }
     }
@@ -185,6 +207,11 @@ impl ReplicaActor {
         &self.stats
     }
 
+    /// The disk error that made this replica read-only, if one did.
+    pub fn storage_failure(&self) -> Option<&str> {
+        self.storage_failure.as_deref()
+    }
+
     fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -195,6 +222,9 @@ impl ReplicaActor {
     /// Moves storage IO to the disk service and storage outputs into Raft, until quiet.
     fn pump(&mut self, ctx: &mut Context<'_, ReplicaMessage>) {
         for _ in 0..PUMP_ROUNDS_MAX {
+            if self.storage_failure.is_some() {
+                return;
+            }
             let now = ctx.now();
             while let Some((tag, op)) = self.storage.poll_io(now) {
                 match ctx.disk(op, ReplicaMessage::Disk) {
@@ -234,7 +264,84 @@ impl ReplicaActor {
                 self.snapshot_saving = false;
                 self.step(ctx, Input::SnapshotTaken { snapshot });
             }
-            StorageOutput::Failed(reason) => ctx.fail(format!("replica storage: {reason}")),
+            StorageOutput::Failed(reason) => self.enter_read_only(ctx, reason),
+        }
+    }
+
+    /// The storage failed: nothing more becomes durable. Answers what waits, and stays up
+    /// read-only until [`STORAGE_RETRY_AFTER`].
+    fn enter_read_only(&mut self, ctx: &mut Context<'_, ReplicaMessage>, reason: String) {
+        if self.storage_failure.is_some() {
+            return;
+        }
+        self.stats.storage_failures += 1;
+        let unknown = format!(
+            "this node's disk failed ({reason}) while the write was pending; its outcome is \
+             unknown"
+        );
+        self.proposed.clear();
+        for waiter in std::mem::take(&mut self.proposals).into_values() {
+            let reason = unknown.clone();
+            self.respond(ctx, waiter, Outcome::Unknown { reason });
+        }
+        let refused = read_only_reason(&reason);
+        let reads = std::mem::take(&mut self.reads).into_values();
+        let waiting = std::mem::take(&mut self.reads_waiting).into_values();
+        for read in reads.chain(waiting) {
+            self.refuse(ctx, read.waiter, &refused);
+        }
+        self.storage_failure = Some(reason);
+        ctx.set_timer(STORAGE_RETRY_AFTER, ReplicaMessage::StorageRetry);
+    }
+
+    /// A message while read-only: stale reads are served, everything else is refused or
+    /// dropped, and the retry timer restarts the replica.
+    fn on_message_read_only(
+        &mut self,
+        ctx: &mut Context<'_, ReplicaMessage>,
+        message: ReplicaMessage,
+        failure: String,
+    ) {
+        match message {
+            ReplicaMessage::Inbound(inbound) if inbound.port == RAFT_PORT => {
+                self.stats.peer_messages_read_only += 1;
+            }
+            ReplicaMessage::Inbound(inbound) => {
+                let Ok(request) = ClientRequest::decode(&inbound.payload) else {
+                    self.stats.client_requests_undecodable += 1;
+                    return;
+                };
+                let waiter = Waiter {
+                    node: inbound.from,
+                    port: Port(request.reply_port),
+                    request: request.id,
+                };
+                let applied = self.kv().map(KvStore::applied_index);
+                match (request.body, applied) {
+                    (
+                        RequestBody::Read {
+                            query,
+                            consistency: ReadConsistency::Stale,
+                            min_applied,
+                        },
+                        Some(applied),
+                    ) if applied >= LogIndex(min_applied) => {
+                        match synod_kv::Command::decode(&query) {
+                            Ok(command) => self.serve_stale(ctx, waiter, &command.op),
+                            Err(error) => {
+                                let reason = format!("the read query does not decode: {error}");
+                                self.refuse(ctx, waiter, &reason);
+                            }
+                        }
+                    }
+                    _ => self.refuse(ctx, waiter, &read_only_reason(&failure)),
+                }
+            }
+            ReplicaMessage::StorageRetry => ctx.fail(format!(
+                "replica storage failed ({failure}); restarting to try the disk again"
+            )),
+            // Raft is stopped and the storage latched: their timers and completions are moot.
+            ReplicaMessage::Tick | ReplicaMessage::Disk(_) | ReplicaMessage::StorageTimer => {}
         }
     }
 
@@ -639,6 +746,9 @@ impl Actor for ReplicaActor {
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_, ReplicaMessage>, message: ReplicaMessage) {
+        if let Some(failure) = self.storage_failure.clone() {
+            return self.on_message_read_only(ctx, message, failure);
+        }
         match message {
             ReplicaMessage::Inbound(inbound) if inbound.port == RAFT_PORT => {
                 if self.running.is_some() {
@@ -656,7 +766,17 @@ impl Actor for ReplicaActor {
                 }
             }
             ReplicaMessage::StorageTimer => self.storage_deadline = None,
+            // Only armed while read-only, and a restart discards it.
+            ReplicaMessage::StorageRetry => {}
         }
         self.pump(ctx);
     }
+}
+
+/// The refusal of a request a read-only replica cannot serve; `READONLY` first, as Redis.
+fn read_only_reason(failure: &str) -> String {
+    format!(
+        "READONLY disk full or failing: {failure}; this node serves only stale reads until \
+         its disk recovers"
+    )
 }

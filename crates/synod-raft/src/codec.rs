@@ -260,12 +260,14 @@ fn put_body(body: &MessageBody, out: &mut Vec<u8>) {
             index,
             hint_term,
             sequence,
+            clock_nanos,
         } => {
             out.push(TAG_APPEND_RESPONSE);
             put_bool(out, *success);
             put_u64(out, index.get());
             put_option_u64(out, hint_term.map(Term::get));
             put_u64(out, *sequence);
+            put_u64(out, *clock_nanos);
         }
         MessageBody::InstallSnapshot {
             meta,
@@ -513,6 +515,7 @@ fn get_body(reader: &mut Reader<'_>) -> Result<MessageBody, DecodeError> {
             index: LogIndex(reader.u64("index")?),
             hint_term: reader.option_u64("hint_term")?.map(Term),
             sequence: reader.u64("sequence")?,
+            clock_nanos: reader.u64("clock_nanos")?,
         },
         TAG_INSTALL_SNAPSHOT => MessageBody::InstallSnapshot {
             meta: get_snapshot_meta(reader)?,
@@ -704,14 +707,16 @@ mod tests {
                 any::<bool>(),
                 index(),
                 proptest::option::of(term()),
+                any::<u64>(),
                 any::<u64>()
             )
-                .prop_map(|(success, index, hint_term, sequence)| {
+                .prop_map(|(success, index, hint_term, sequence, clock_nanos)| {
                     MessageBody::AppendResponse {
                         success,
                         index,
                         hint_term,
                         sequence,
+                        clock_nanos,
                     }
                 }),
             (
@@ -1003,6 +1008,37 @@ mod tests {
         for (name, bytes, expected) in cases {
             assert_eq!(decode_message(&bytes), Err(expected), "case: {name}");
         }
+    }
+
+    #[test]
+    fn an_append_response_carries_the_follower_clock_and_a_cut_one_is_truncated() {
+        // Checks the follower's clock reading is the last field of an AppendResponse, decodes
+        // back exactly, and that a message cut inside it fails as Truncated naming the field
+        // (a peer's short message must never panic or decode to a wrong clock).
+        let message = Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(3),
+            body: MessageBody::AppendResponse {
+                success: true,
+                index: LogIndex(9),
+                hint_term: None,
+                sequence: 17,
+                clock_nanos: 0x0102_0304_0506_0708,
+            },
+        };
+        let bytes = encoded_message(&message);
+        assert_eq!(bytes.len(), 52);
+        assert_eq!(&bytes[44..], &[8, 7, 6, 5, 4, 3, 2, 1]);
+        assert_eq!(decode_message(&bytes), Ok(message));
+        assert_eq!(
+            decode_message(&bytes[..49]),
+            Err(DecodeError::Truncated {
+                needed: 8,
+                offset: 44,
+                what: "clock_nanos",
+            })
+        );
     }
 
     #[test]

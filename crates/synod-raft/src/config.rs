@@ -14,7 +14,138 @@ pub struct LeaseConfig {
     pub clock_drift_bound_ppm: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a follower decides that its leader is gone and starts a (pre-)vote.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeaderSuspicion {
+    /// The classic Raft timer: a follower campaigns after a timeout drawn afresh from
+    /// `[election_ticks, 2 * election_ticks)` at every reset.
+    RandomizedTimeout,
+    /// A phi-accrual estimate of the leader's message arrivals decides, between a floor and
+    /// a ceiling (see [`PhiSuspicion`] and docs/raft.md).
+    PhiAccrual(PhiSuspicion),
+}
+
+/// Leader suspicion by phi-accrual. A follower records the arrival of every message from its
+/// leader (heartbeats and appends) in a bounded window and campaigns once phi for the
+/// leader's silence reaches `threshold`, but never before `floor_ticks` of silence, and
+/// always by the ceiling `2 * election_ticks - 1 - delay`, so that liveness never rests on the
+/// estimate. `delay` is drawn from `[0, jitter_ticks)` at every reset of the election timer;
+/// phi is judged on the silence less that delay, so that followers who lose the same leader
+/// at once do not all campaign at the same tick. Without a known leader (at boot, after a
+/// lost election) and in the candidate roles the randomized timeout applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhiSuspicion {
+    /// A follower campaigns once phi for its leader reaches this (8: odds of 1e-8 that a
+    /// live leader's next message would come this late under the window's normal model).
+    pub threshold: f64,
+    /// Inter-arrival samples kept (the oldest evicted).
+    pub window_size: usize,
+    /// The floor on the window's standard deviation: steady arrivals would otherwise make phi
+    /// jump a few milliseconds past the mean.
+    pub std_deviation_min: Duration,
+    /// Added to the window's mean: silence tolerated before phi starts to rise quickly.
+    pub acceptable_pause: Duration,
+    /// No campaign before this many ticks without leader contact. Voters ignore vote
+    /// requests for `election_ticks` after their own last contact with the leader
+    /// (stickiness, which the lease relies on), so a floor below `election_ticks` buys
+    /// pre-votes that are ignored, not a faster election.
+    pub floor_ticks: u64,
+    /// The spread of the per-reset random delay, in ticks.
+    pub jitter_ticks: u64,
+}
+
+impl Default for PhiSuspicion {
+    /// Settings for the default timing (10 ms ticks, 20 ms heartbeats, 100 ms election
+    /// timeout): a 10 ms deviation floor, a 20 ms acceptable pause, a 10-tick floor and a
+    /// 3-tick jitter.
+    fn default() -> PhiSuspicion {
+        let config = RaftConfig::default();
+        PhiSuspicion::for_timing(
+            config.tick_interval,
+            config.heartbeat_ticks,
+            config.election_ticks,
+        )
+    }
+}
+
+impl PhiSuspicion {
+    /// Settings scaled to an engine's timing, with threshold 8: the deviation floor is half
+    /// the heartbeat interval, the acceptable pause one heartbeat interval, the floor the
+    /// base election timeout (below it voters ignore the pre-vote anyway, see `floor_ticks`)
+    /// and the jitter a third of it.
+    pub fn for_timing(tick: Duration, heartbeat_ticks: u64, election_ticks: u64) -> PhiSuspicion {
+        let heartbeat_interval = tick.saturating_mul(heartbeat_ticks);
+        PhiSuspicion {
+            threshold: 8.0,
+            window_size: 100,
+            std_deviation_min: Duration::from_nanos((heartbeat_interval.as_nanos() / 2).max(1_000)),
+            acceptable_pause: heartbeat_interval,
+            floor_ticks: election_ticks,
+            jitter_ticks: (election_ticks / 3).max(1),
+        }
+    }
+}
+
+/// The range of `PhiSuspicion::threshold`: below 1 phi passes it within the mean, above
+/// 100 never.
+pub const PHI_THRESHOLD_MIN: f64 = 1.0;
+pub const PHI_THRESHOLD_MAX: f64 = 100.0;
+
+impl PhiSuspicion {
+    /// Checks the settings against the timing of the engine they serve.
+    fn validate_for(&self, heartbeat_ticks: u64, election_ticks: u64) -> Result<(), ConfigError> {
+        if self.threshold.is_nan() {
+            return Err(ConfigError::new(
+                "phi_threshold",
+                format!(
+                    "(NaN) must be a number between {PHI_THRESHOLD_MIN} and {PHI_THRESHOLD_MAX}"
+                ),
+            ));
+        }
+        check_range(
+            "phi_threshold",
+            self.threshold,
+            PHI_THRESHOLD_MIN,
+            PHI_THRESHOLD_MAX,
+        )?;
+        let window_size_max = synod_core::arrival_window::WINDOW_SIZE_MAX;
+        check_range("phi_window_size", self.window_size, 2, window_size_max)?;
+        let duration_max = Duration::from_secs(3_600);
+        let std_deviation_min = self.std_deviation_min;
+        check_range(
+            "phi_std_deviation_min",
+            std_deviation_min,
+            Duration::from_micros(1),
+            duration_max,
+        )?;
+        check_range(
+            "phi_acceptable_pause",
+            self.acceptable_pause,
+            Duration::ZERO,
+            duration_max,
+        )?;
+        check_range("phi_jitter_ticks", self.jitter_ticks, 1, election_ticks)?;
+        // The ceiling is at least 2 * election_ticks - jitter_ticks; the floor stays below it.
+        let ceiling_min = 2 * election_ticks - self.jitter_ticks;
+        check_range(
+            "phi_floor_ticks",
+            self.floor_ticks,
+            2 * heartbeat_ticks,
+            ceiling_min,
+        )
+        .map_err(|error| {
+            ConfigError::new(
+                error.field,
+                format!(
+                    "{} (twice heartbeat_ticks, and 2 * election_ticks - phi_jitter_ticks)",
+                    error.problem
+                ),
+            )
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct RaftConfig {
     /// The real time one tick stands for; used only to turn the lease into a duration.
     pub tick_interval: Duration,
@@ -60,6 +191,9 @@ pub struct RaftConfig {
     pub learner_lag_max: u64,
     /// Lease reads; `None` turns them off (they then fall back to ReadIndex).
     pub lease: Option<LeaseConfig>,
+    /// How a follower suspects its leader: the randomized timeout (the default) or
+    /// phi-accrual.
+    pub leader_suspicion: LeaderSuspicion,
 }
 
 impl Default for RaftConfig {
@@ -86,6 +220,7 @@ impl Default for RaftConfig {
             lease: Some(LeaseConfig {
                 clock_drift_bound_ppm: 10_000,
             }),
+            leader_suspicion: LeaderSuspicion::RandomizedTimeout,
         }
     }
 }
@@ -184,6 +319,10 @@ impl Validate for RaftConfig {
                 ));
             }
         }
+        if let LeaderSuspicion::PhiAccrual(phi) = &self.leader_suspicion {
+            phi.validate_for(self.heartbeat_ticks, self.election_ticks)
+                .map_err(within)?;
+        }
         Ok(())
     }
 }
@@ -216,5 +355,53 @@ mod tests {
             ..RaftConfig::default()
         };
         assert_eq!(off.lease_duration(), None);
+    }
+
+    #[test]
+    fn phi_suspicion_defaults_are_valid_and_errors_name_the_field() {
+        // Checks the phi-accrual settings validate with the default timing, and that each
+        // inconsistent one is refused with its field named.
+        let with = |phi: PhiSuspicion| RaftConfig {
+            leader_suspicion: LeaderSuspicion::PhiAccrual(phi),
+            ..RaftConfig::default()
+        };
+        with(PhiSuspicion::default()).validate().unwrap();
+        assert_eq!(PhiSuspicion::default().floor_ticks, 10);
+        assert_eq!(PhiSuspicion::default().jitter_ticks, 3);
+        assert_eq!(
+            PhiSuspicion::default().acceptable_pause,
+            Duration::from_millis(20)
+        );
+        assert_eq!(
+            PhiSuspicion::default().std_deviation_min,
+            Duration::from_millis(10)
+        );
+        type Change = fn(&mut PhiSuspicion);
+        let table: [(Change, &str); 7] = [
+            (|phi| phi.threshold = f64::NAN, "raft.phi_threshold"),
+            (|phi| phi.threshold = 0.5, "raft.phi_threshold"),
+            (|phi| phi.window_size = 1, "raft.phi_window_size"),
+            (
+                |phi| phi.std_deviation_min = Duration::ZERO,
+                "raft.phi_std_deviation_min",
+            ),
+            (|phi| phi.jitter_ticks = 0, "raft.phi_jitter_ticks"),
+            (|phi| phi.floor_ticks = 3, "raft.phi_floor_ticks"),
+            (|phi| phi.floor_ticks = 18, "raft.phi_floor_ticks"),
+        ];
+        for (change, field) in table {
+            let mut phi = PhiSuspicion::default();
+            change(&mut phi);
+            assert_eq!(with(phi).validate().unwrap_err().field, field);
+        }
+        let phi = PhiSuspicion {
+            floor_ticks: 2,
+            ..PhiSuspicion::default()
+        };
+        assert_eq!(
+            with(phi).validate().unwrap_err().to_string(),
+            "config: raft.phi_floor_ticks (2) must be between 4 and 17 (twice heartbeat_ticks, \
+             and 2 * election_ticks - phi_jitter_ticks)"
+        );
     }
 }

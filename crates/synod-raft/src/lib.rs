@@ -35,10 +35,12 @@ pub mod quorum;
 mod raft;
 mod reads;
 mod replication;
+mod skew;
 mod snapshot;
+mod suspicion;
 pub mod types;
 
-pub use config::{LeaseConfig, RaftConfig};
+pub use config::{LeaderSuspicion, LeaseConfig, PhiSuspicion, RaftConfig};
 pub use io::{Input, MembershipChange, Output, Persist, ProposeError, ReadError, ReadLevel, Role};
 pub use message::{Message, MessageBody};
 #[cfg(feature = "planted-bugs")]
@@ -52,5 +54,7 @@ pub use types::{
 mod cluster_tests;
 #[cfg(test)]
 mod scenario_tests;
+#[cfg(test)]
+mod suspicion_tests;
 #[cfg(test)]
 mod unit_tests;

@@ -43,12 +43,15 @@ pub enum MessageBody {
     /// On success `index` is the last index the follower now durably matches. On refusal,
     /// `index` and `hint_term` are the conflict hint for fast back-off: the follower's log
     /// holds nothing it could match before `index`, and `hint_term` (when present) is the
-    /// term of its entry at the refused position.
+    /// term of its entry at the refused position. `clock_nanos` is the follower's monotonic
+    /// clock when it handled the request: the leader compares the rate of that clock with
+    /// its own to check the lease's drift bound (`crate::skew`).
     AppendResponse {
         success: bool,
         index: LogIndex,
         hint_term: Option<Term>,
         sequence: u64,
+        clock_nanos: u64,
     },
     /// One chunk of a snapshot. `offset` is the byte position of `data` in the snapshot.
     InstallSnapshot {

@@ -12,6 +12,9 @@ use crate::log::RaftLog;
 use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
 use crate::reads::Reads;
+use crate::replication::AppendAnswer;
+use crate::skew::SkewTracker;
+use crate::suspicion::{ElectionDue, LeaderWatch};
 use crate::types::{Entry, EntryPayload, HardState, Membership, Recovered, Snapshot};
 
 /// Apply outputs emitted per step at most; the rest follow on the next input.
@@ -32,6 +35,15 @@ pub struct RaftStats {
     pub snapshot_chunks_refused: u64,
     pub reads_lease: u64,
     pub reads_read_index: u64,
+    /// Lease reads sent the ReadIndex way because a voter's clock rate was measured outside
+    /// the lease's drift bound (see `lease_suspended_by_skew`).
+    pub lease_refused_skew: u64,
+    /// Campaigns a follower started because phi for its leader reached the threshold
+    /// (phi-accrual suspicion; each is also in `elections_started`).
+    pub elections_suspected: u64,
+    /// Campaigns a phi-accrual follower started at the ceiling, before phi reached the
+    /// threshold.
+    pub elections_ceiling: u64,
 }
 
 /// The leader's view of one follower, for status pages and lag figures.
@@ -119,6 +131,11 @@ pub struct Raft {
     pub(crate) transfer_started_in_term: bool,
     pub(crate) uncommitted_bytes: usize,
     pub(crate) reads: Reads,
+    /// Clock samples from append answers, and the clock-rate skew they prove.
+    pub(crate) skew: SkewTracker,
+    /// The leader's arrivals under phi-accrual suspicion; `None` under the randomized
+    /// timeout.
+    pub(crate) suspicion: Option<LeaderWatch>,
     pub(crate) incoming_snapshot: Option<crate::snapshot::IncomingSnapshot>,
     /// A snapshot installed from the leader, waiting for its Persist to become durable.
     pub(crate) snapshot_installing: Option<(u64, Snapshot)>,
@@ -154,6 +171,8 @@ impl Raft {
             None => (LogIndex(0), Term(0), bootstrap),
         };
         let log = RaftLog::new(base_index, base_term, recovered.entries);
+        let heartbeat_interval = config.tick_interval.saturating_mul(config.heartbeat_ticks);
+        let suspicion = LeaderWatch::for_config(&config.leader_suspicion, heartbeat_interval);
         let mut raft = Raft {
             id,
             config,
@@ -180,6 +199,8 @@ impl Raft {
             transfer_started_in_term: false,
             uncommitted_bytes: 0,
             reads: Reads::default(),
+            skew: SkewTracker::default(),
+            suspicion,
             incoming_snapshot: None,
             snapshot_installing: None,
             snapshot_requested: false,
@@ -303,10 +324,11 @@ impl Raft {
         self.election_elapsed += 1;
         self.leader_silence_ticks = self.leader_silence_ticks.saturating_add(1);
         self.reads.tick(out);
+        self.refresh_skew();
         match self.role {
             Role::Leader => self.tick_leader(out),
             Role::Follower | Role::PreCandidate | Role::Candidate => {
-                if self.election_elapsed >= self.election_timeout {
+                if self.election_due() != ElectionDue::No {
                     self.campaign(false, out);
                 }
             }
@@ -334,7 +356,17 @@ impl Raft {
                 index,
                 hint_term,
                 sequence,
-            } => self.on_append_response(from, success, index, hint_term, sequence, out),
+                clock_nanos,
+            } => {
+                let answer = AppendAnswer {
+                    success,
+                    index,
+                    hint_term,
+                    sequence,
+                    clock: Instant::from_nanos(clock_nanos),
+                };
+                self.on_append_response(from, answer, out)
+            }
             MessageBody::InstallSnapshot { .. } => self.on_install_snapshot(message, out),
             MessageBody::InstallSnapshotResponse {
                 next_offset,
@@ -403,6 +435,7 @@ impl Raft {
                 index: self.log.last_index().next(),
                 hint_term: None,
                 sequence: *sequence,
+                clock_nanos: self.now.as_nanos(),
             },
             MessageBody::VoteRequest { pre_vote: true, .. } => MessageBody::VoteResponse {
                 pre_vote: true,
@@ -473,6 +506,7 @@ impl Raft {
         self.election_elapsed = 0;
         let base = self.config.election_ticks;
         self.election_timeout = base + self.prng.below(base);
+        self.draw_suspicion_delay();
     }
 
     /// Notes contact with the current leader.
@@ -483,6 +517,7 @@ impl Raft {
         self.election_elapsed = 0;
         self.leader_silence_ticks = 0;
         self.leader_contact_at = Some(self.now);
+        self.watch_leader(leader);
     }
 
     // ----- durability -----
@@ -790,6 +825,10 @@ impl Protocol for Raft {
             ),
         }
         assert!(self.held.len() <= 1 << 20, "held effects over their bound");
+        self.skew.invariants();
+        if let Some(watch) = &self.suspicion {
+            watch.invariants();
+        }
         assert!(
             self.persisted_id < self.persist_next_id,
             "persisted beyond the Persists emitted"

@@ -1,15 +1,26 @@
 //! Linearizable reads without writing the log: ReadIndex (a heartbeat round confirms the
 //! leader is still the leader), the leader lease, and follower reads forwarded to the leader.
+//!
+//! The lease rests on an assumption about clocks: no voter's clock runs faster or slower than
+//! the leader's by more than `LeaseConfig::clock_drift_bound_ppm`. The leader checks it from
+//! the clock readings followers put in their append answers (`crate::skew`). When the
+//! samples of any voter *prove* a skew above the bound (the lower bound of the measured
+//! skew, after the network's uncertainty, exceeds it), the lease is suspended: lease reads
+//! take the ReadIndex path and are counted in `RaftStats::lease_refused_skew`. The lease
+//! resumes once the samples that showed the skew have aged out of the horizon and none
+//! newer shows it. Suspension only ever turns lease reads into ReadIndex reads; it never
+//! fails a read or stops the node.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use synod_core::{Instant, LogIndex, NodeId, Outbox};
+use synod_core::{Duration, Instant, LogIndex, NodeId, Outbox};
 
 use crate::io::{Output, ReadError, ReadLevel, Role};
 use crate::message::MessageBody;
 use crate::progress::Progress;
 use crate::quorum::joint_majority_value;
 use crate::raft::Raft;
+use crate::skew::{ClockSample, HORIZON_ELECTION_TIMEOUTS};
 use crate::types::Membership;
 
 /// Heartbeat rounds remembered for the lease (older acknowledgements give no lease).
@@ -62,6 +73,18 @@ impl Reads {
 
     fn count(&self) -> usize {
         self.pending.len() + self.before_commit.len() + self.forwarded.len()
+    }
+
+    /// A time no later than when the request with `sequence` was sent: the start of the
+    /// newest remembered round whose first sequence is at or below it (sequences grow with
+    /// time, so the request left no earlier than that round began). `None` when it predates
+    /// every remembered round.
+    fn round_sent_at(&self, sequence: u64) -> Option<Instant> {
+        let position = self
+            .rounds
+            .iter()
+            .rposition(|(first, _)| *first <= sequence)?;
+        Some(self.rounds[position].1)
     }
 
     pub(crate) fn new_term(&mut self) {
@@ -174,6 +197,9 @@ impl Raft {
                 });
                 return;
             }
+            if level == ReadLevel::Lease && self.lease_suspended_by_skew() {
+                self.stats.lease_refused_skew += 1;
+            }
             self.register_read(Requester::Local(id));
             return;
         }
@@ -196,7 +222,9 @@ impl Raft {
         self.send(leader, MessageBody::ReadIndexRequest { id }, out);
     }
 
-    /// Whether this leader may serve a read from its state without a round.
+    /// Whether this leader may serve a read from its state without a round: it leads, has
+    /// committed in its term, is not handing leadership over, no voter's clock is measured
+    /// outside the drift bound, and a quorum acknowledged a round within the lease.
     pub(crate) fn lease_valid(&self) -> bool {
         let Some(duration) = self.config.lease_duration() else {
             return false;
@@ -204,7 +232,7 @@ impl Raft {
         if self.role != Role::Leader || !self.reads.committed_in_term {
             return false;
         }
-        if self.transfer_started_in_term {
+        if self.transfer_started_in_term || self.lease_suspended_by_skew() {
             return false;
         }
         #[cfg(feature = "planted-bugs")]
@@ -215,6 +243,56 @@ impl Raft {
             .reads
             .lease_start(&self.membership, self.id, self.now, &self.progress);
         start.is_some_and(|start| start.saturating_add(duration) > self.now)
+    }
+
+    /// Whether lease reads are suspended because some voter's clock rate is proven to differ
+    /// from this node's by more than the lease's drift bound (false when leases are off).
+    pub fn lease_suspended_by_skew(&self) -> bool {
+        self.config
+            .lease
+            .is_some_and(|lease| self.skew.skew_ppm_max() > lease.clock_drift_bound_ppm)
+    }
+
+    /// The largest clock-rate skew proven towards any voter within the horizon, in parts per
+    /// million: the lower bound of the measurement, so the true skew is at least this.
+    pub fn clock_skew_ppm_max(&self) -> u64 {
+        self.skew.skew_ppm_max()
+    }
+
+    /// How long clock samples are kept: [`HORIZON_ELECTION_TIMEOUTS`] base election timeouts.
+    fn skew_horizon(&self) -> Duration {
+        let timeout = self
+            .config
+            .tick_interval
+            .saturating_mul(self.config.election_ticks);
+        timeout.saturating_mul(HORIZON_ELECTION_TIMEOUTS)
+    }
+
+    /// Notes a follower's clock reading from its answer to request `sequence`. Answers to
+    /// requests sent before the remembered rounds, or to sequences never sent (a confused
+    /// peer), give no sample.
+    pub(crate) fn record_clock_sample(&mut self, from: NodeId, sequence: u64, clock: Instant) {
+        if sequence > self.append_sequence {
+            return;
+        }
+        let Some(sent) = self.reads.round_sent_at(sequence) else {
+            return;
+        };
+        let sample = ClockSample {
+            sent,
+            received: self.now,
+            follower: clock,
+        };
+        let horizon = self.skew_horizon();
+        self.skew
+            .record(from, sample, horizon, &self.membership, self.id);
+    }
+
+    /// Ages out old clock samples and recomputes the skew towards the voters.
+    pub(crate) fn refresh_skew(&mut self) {
+        let horizon = self.skew_horizon();
+        self.skew
+            .refresh(self.now, horizon, &self.membership, self.id);
     }
 
     fn register_read(&mut self, requester: Requester) {

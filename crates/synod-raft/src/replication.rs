@@ -2,7 +2,7 @@
 //! append rule, fast conflict back-off, and the commit rule.
 
 use bytes::Bytes;
-use synod_core::{LogIndex, NodeId, Outbox, Term};
+use synod_core::{Instant, LogIndex, NodeId, Outbox, Term};
 
 use crate::io::{Output, ProposeError, Role};
 use crate::message::{Message, MessageBody};
@@ -13,6 +13,17 @@ use crate::types::{Entry, EntryPayload, FencingToken};
 
 /// Heartbeat rounds without an answer before the leader assumes a request was lost.
 const STALLED_ROUNDS_MAX: u32 = 3;
+
+/// A follower's answer to an append request (the fields of `MessageBody::AppendResponse`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AppendAnswer {
+    pub(crate) success: bool,
+    pub(crate) index: LogIndex,
+    pub(crate) hint_term: Option<Term>,
+    pub(crate) sequence: u64,
+    /// The follower's clock when it handled the request.
+    pub(crate) clock: Instant,
+}
 
 impl Raft {
     pub(crate) fn on_propose(
@@ -284,6 +295,7 @@ impl Raft {
                     index: last_new,
                     hint_term: None,
                     sequence,
+                    clock_nanos: self.now.as_nanos(),
                 }
             }
             Err(conflict) => MessageBody::AppendResponse {
@@ -291,6 +303,7 @@ impl Raft {
                 index: conflict.hint_index,
                 hint_term: conflict.hint_term,
                 sequence,
+                clock_nanos: self.now.as_nanos(),
             },
         };
         let response = self.message(leader, body);
@@ -324,15 +337,20 @@ impl Raft {
     pub(crate) fn on_append_response(
         &mut self,
         from: NodeId,
-        success: bool,
-        index: LogIndex,
-        hint_term: Option<Term>,
-        sequence: u64,
+        answer: AppendAnswer,
         out: &mut Outbox<Output>,
     ) {
+        let AppendAnswer {
+            success,
+            index,
+            hint_term,
+            sequence,
+            clock,
+        } = answer;
         if !self.note_answer(from, sequence) {
             return;
         }
+        self.record_clock_sample(from, sequence, clock);
         let last_index_now = self.log.last_index();
         let progress = self.progress.get_mut(&from).expect("noted above");
         if success {

@@ -138,6 +138,7 @@ fn an_append_from_an_old_term_is_answered_with_the_current_term() {
             index: LogIndex(2),
             hint_term: None,
             sequence: 9,
+            clock_nanos: 1_000_000_000,
         },
     };
     assert_eq!(outputs, vec![Output::Send(answer)]);
@@ -193,6 +194,7 @@ fn a_follower_appends_persists_then_acknowledges() {
             index: LogIndex(3),
             hint_term: None,
             sequence: 4,
+            clock_nanos: 1_000_000_000,
         },
     };
     assert_eq!(
@@ -308,4 +310,156 @@ fn compaction_keeps_the_configuration_its_entries_carried() {
     assert_eq!(raft.first_index(), LogIndex(7));
     assert_eq!(raft.membership(), &two);
     assert_eq!(raft.membership_at(LogIndex(6)), two);
+}
+
+/// At `at`, starts a ReadIndex round at the leader `raft` and answers it from every
+/// follower one millisecond later, each reporting its clock as `clocks` gives it.
+fn answer_round(raft: &mut Raft, at: Instant, clocks: &[(NodeId, Instant)], read: u64) {
+    let mut out = Outbox::new(1024);
+    let level = crate::ReadLevel::Linearizable;
+    raft.step(at, Input::Read { id: read, level }, &mut out);
+    let requests: Vec<Message> = out
+        .drain()
+        .filter_map(|output| match output {
+            Output::Send(message) => Some(message),
+            _ => None,
+        })
+        .collect();
+    let answered_at = at + synod_core::Duration::from_millis(1);
+    for (follower, clock) in clocks {
+        let Some(MessageBody::AppendRequest { sequence, .. }) = requests
+            .iter()
+            .find(|message| message.to == *follower)
+            .map(|message| &message.body)
+        else {
+            panic!("no append request to {follower} in {requests:?}");
+        };
+        let answer = MessageBody::AppendResponse {
+            success: true,
+            index: raft.last_index(),
+            hint_term: None,
+            sequence: *sequence,
+            clock_nanos: clock.as_nanos(),
+        };
+        let input = message(follower.get(), raft.id().get(), raft.term().get(), answer);
+        raft.step(answered_at, input, &mut out);
+        out.drain().for_each(drop);
+    }
+}
+
+#[test]
+fn a_voter_clock_outside_the_drift_bound_suspends_the_lease_until_it_ages_out() {
+    // Checks the skew policy with exact outputs: a follower whose clock runs 5% fast (the
+    // bound is 1%) turns a lease read into a ReadIndex round (heartbeats, no ReadReady),
+    // counted in lease_refused_skew, with the proven skew exposed; once its samples have aged
+    // out of the 2 s horizon and it runs at the leader's rate, the lease serves again.
+    let mut cluster = crate::cluster_tests::Cluster::new(3, RaftConfig::default(), 1);
+    let leader = cluster.elect(100);
+    let mut raft = cluster.nodes.remove(&leader).expect("the leader").raft;
+    let followers: Vec<NodeId> = raft.followers().iter().map(|view| view.node).collect();
+    let (fast, steady) = (followers[0], followers[1]);
+    let ms = synod_core::Duration::from_millis;
+    let start = raft.now + synod_core::Duration::from_secs(1);
+    let (fast_origin, steady_origin) = (Instant::from_nanos(500_000), Instant::from_nanos(7));
+    answer_round(
+        &mut raft,
+        start,
+        &[(fast, fast_origin), (steady, steady_origin)],
+        1,
+    );
+    let lease = crate::ReadLevel::Lease;
+    let outputs = step_at(
+        &mut raft,
+        start + ms(2),
+        Input::Read {
+            id: 2,
+            level: lease,
+        },
+    );
+    let commit = raft.commit_index();
+    assert_eq!(
+        outputs,
+        vec![Output::ReadReady {
+            id: 2,
+            index: commit
+        }]
+    );
+
+    let later = [
+        (fast, fast_origin + ms(1_050)),
+        (steady, steady_origin + ms(1_000)),
+    ];
+    answer_round(&mut raft, start + ms(1_000), &later, 3);
+    assert_eq!(raft.clock_skew_ppm_max(), 48_951);
+    assert!(raft.lease_suspended_by_skew());
+    let sequence = raft.append_sequence;
+    let outputs = step_at(
+        &mut raft,
+        start + ms(1_002),
+        Input::Read {
+            id: 4,
+            level: lease,
+        },
+    );
+    let last = raft.last_index();
+    let heartbeat = |to: NodeId, sequence: u64| {
+        Output::Send(Message {
+            from: leader,
+            to,
+            term: raft.term(),
+            body: MessageBody::AppendRequest {
+                prev_index: last,
+                prev_term: raft.term_at(last).expect("the last term"),
+                entries: vec![],
+                commit,
+                sequence,
+            },
+        })
+    };
+    assert_eq!(
+        outputs,
+        vec![
+            heartbeat(fast, sequence + 1),
+            heartbeat(steady, sequence + 2)
+        ]
+    );
+    assert_eq!(raft.stats().lease_refused_skew, 1);
+    assert_eq!(raft.stats().reads_lease, 1);
+
+    // The fast clock returns to the leader's rate; the old samples age out.
+    let back = [
+        (fast, fast_origin + ms(3_550)),
+        (steady, steady_origin + ms(3_500)),
+    ];
+    answer_round(&mut raft, start + ms(3_500), &back, 5);
+    let again = [
+        (fast, fast_origin + ms(4_050)),
+        (steady, steady_origin + ms(4_000)),
+    ];
+    answer_round(&mut raft, start + ms(4_000), &again, 6);
+    assert_eq!(raft.clock_skew_ppm_max(), 0);
+    assert!(!raft.lease_suspended_by_skew());
+    let outputs = step_at(
+        &mut raft,
+        start + ms(4_002),
+        Input::Read {
+            id: 7,
+            level: lease,
+        },
+    );
+    assert_eq!(
+        outputs,
+        vec![Output::ReadReady {
+            id: 7,
+            index: commit
+        }]
+    );
+    assert_eq!(raft.stats().lease_refused_skew, 1);
+    assert_eq!(raft.stats().reads_lease, 2);
+}
+
+fn step_at(raft: &mut Raft, now: Instant, input: Input) -> Vec<Output> {
+    let mut out = Outbox::new(1024);
+    raft.step(now, input, &mut out);
+    out.drain().collect()
 }

@@ -192,6 +192,16 @@ pub enum ServiceError {
     /// No answer in time; for a write the outcome is unknown.
     #[error("no answer within {waited_ms} ms")]
     Timeout { waited_ms: u64 },
+    /// Refused at admission because the node is overloaded; nothing was done. `detail` says
+    /// how full the node is and ends with "retry later".
+    #[error("{detail}")]
+    Overloaded { detail: String },
+    /// Refused at once because this node has lost contact with a quorum; nothing was done.
+    #[error("{detail}")]
+    NoQuorum { detail: String },
+    /// A write refused because this node's disk is full or failing; nothing was done.
+    #[error("{detail}")]
+    ReadOnly { detail: String },
 }
 
 impl ServiceError {
@@ -578,6 +588,11 @@ impl Connection {
     /// The protocol the client speaks: RESP2 until `HELLO 3`.
     pub fn protocol(&self) -> ProtocolVersion {
         self.protocol
+    }
+
+    /// The name the client gave with CLIENT SETNAME or HELLO SETNAME.
+    pub fn client_name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
     /// How this connection's reads are made consistent: linearizable until
@@ -1653,6 +1668,10 @@ fn info_synod(out: &mut String, status: &NodeStatus) {
         .leader_contact_ms
         .map_or_else(|| "never".to_owned(), |ms| ms.to_string());
     line(out, "leader_contact_ms", contact);
+    line(out, "synod_degraded", u8::from(status.degraded.is_some()));
+    if let Some(reason) = &status.degraded {
+        line(out, "synod_degraded_reason", reason);
+    }
 }
 
 fn join_numbers(numbers: &[u64]) -> String {
@@ -1740,6 +1759,10 @@ fn status_reply(status: &NodeStatus) -> Reply {
         (
             text("leader_contact_ms"),
             optional_integer(status.leader_contact_ms),
+        ),
+        (
+            text("degraded"),
+            status.degraded.as_deref().map_or(Reply::Null, text),
         ),
         (text("keys"), integer(status.keys)),
         (text("revision"), integer(status.revision)),
@@ -2145,6 +2168,16 @@ fn read_error_reply(service_error: &ServiceError) -> Reply {
 fn service_error_reply(service_error: &ServiceError) -> Reply {
     match service_error {
         ServiceError::NoLeader { detail } => error(format!("TRYAGAIN synod: {detail}")),
+        ServiceError::Overloaded { detail } => error(format!("BUSY {detail}")),
+        ServiceError::NoQuorum { detail } => error(format!("TRYAGAIN {detail}")),
+        ServiceError::ReadOnly { detail } => error(format!("READONLY {detail}")),
+        // Refusals further in that already carry a Redis error code (a full gateway queue,
+        // a read-only replica) keep it.
+        ServiceError::Refused { reason }
+            if reason.starts_with("BUSY ") || reason.starts_with("READONLY ") =>
+        {
+            error(reason.clone())
+        }
         ServiceError::Refused { reason } if reason.to_ascii_lowercase().contains("overload") => {
             error(format!("BUSY synod: {reason}"))
         }

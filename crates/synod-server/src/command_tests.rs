@@ -180,6 +180,9 @@ fn status_fixture(role: &str) -> NodeStatus {
             active: true,
         }],
         leader_contact_ms: Some(12),
+        clock_skew_ppm_max: 0,
+        lease_suspended_by_skew: false,
+        degraded: None,
         keys: 1234,
         revision: 500,
         sessions: 6,
@@ -1525,8 +1528,9 @@ fn status_commands_shape_info_dbsize_role_and_synod_status() {
     let Reply::Map(pairs) = &status else {
         panic!("SYNOD.STATUS is not a map");
     };
-    assert_eq!(pairs.len(), 23);
+    assert_eq!(pairs.len(), 24);
     assert_eq!(pairs[0], (bulk("node"), Reply::Integer(2)));
+    assert_eq!(pairs[14], (bulk("degraded"), Reply::Null));
     assert_eq!(pairs[4], (bulk("leader"), Reply::Integer(1)));
     assert_eq!(
         pairs[10],
@@ -1540,9 +1544,9 @@ fn status_commands_shape_info_dbsize_role_and_synod_status() {
         )
     );
     let resp3 = encoded(&status, ProtocolVersion::Resp3);
-    assert!(resp3.starts_with("%23\r\n$4\r\nnode\r\n:2\r\n"), "{resp3}");
+    assert!(resp3.starts_with("%24\r\n$4\r\nnode\r\n:2\r\n"), "{resp3}");
     let resp2 = encoded(&status, ProtocolVersion::Resp2);
-    assert!(resp2.starts_with("*46\r\n$4\r\nnode\r\n:2\r\n"), "{resp2}");
+    assert!(resp2.starts_with("*48\r\n$4\r\nnode\r\n:2\r\n"), "{resp2}");
 }
 
 #[test]

@@ -32,8 +32,19 @@ pub struct MemberConfig {
     pub voter: bool,
 }
 
+/// How a follower suspects its leader (`raft.leader_suspicion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaderSuspicionName {
+    /// A random election timeout in [t, 2t).
+    Timeout,
+    /// Phi-accrual over the leader's message arrivals, between t and 2t.
+    Phi,
+}
+
 /// Raft timing and lease settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Not `Eq`: `phi_threshold` is a float.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftSection {
     /// The granularity of Raft's timers.
@@ -46,6 +57,12 @@ pub struct RaftSection {
     pub lease_drift_bound_ppm: u64,
     /// Take a snapshot and compact the log once it has grown this many bytes.
     pub snapshot_log_bytes: u64,
+    /// `"timeout"` (the randomized election timeout) or `"phi"` (phi-accrual suspicion of
+    /// the leader, never before the election timeout, always by twice it).
+    pub leader_suspicion: LeaderSuspicionName,
+    /// With `leader_suspicion = "phi"`: a follower campaigns once phi for its leader reaches
+    /// this.
+    pub phi_threshold: f64,
 }
 
 impl Default for RaftSection {
@@ -56,6 +73,8 @@ impl Default for RaftSection {
             heartbeat_interval_ms: 50,
             lease_drift_bound_ppm: 1_000,
             snapshot_log_bytes: 64 << 20,
+            leader_suspicion: LeaderSuspicionName::Timeout,
+            phi_threshold: 8.0,
         }
     }
 }
@@ -91,6 +110,141 @@ impl Default for LimitsSection {
     }
 }
 
+/// How important a kind of client request is when the node is overloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PriorityName {
+    /// Refused first.
+    Low,
+    High,
+    /// Refused last: status and admin commands.
+    Critical,
+}
+
+impl PriorityName {
+    pub fn priority(self) -> synod_resilience::Priority {
+        match self {
+            PriorityName::Low => synod_resilience::Priority::Low,
+            PriorityName::High => synod_resilience::Priority::High,
+            PriorityName::Critical => synod_resilience::Priority::Critical,
+        }
+    }
+}
+
+/// A group of client connections with a quota: connections whose client name (CLIENT
+/// SETNAME or HELLO SETNAME) starts with `name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub name: String,
+    /// The most of the admission slots (running and waiting) the group may hold, in percent.
+    pub max_share_percent: u32,
+}
+
+/// The most connection groups a config may name.
+pub const GROUPS_MAX: usize = 64;
+
+/// Overload protection of client requests: admission with an adaptive limit, load
+/// shedding by priority, quotas per connection group, and fast failure while degraded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResilienceSection {
+    /// Refuse client requests at once with -BUSY when the admission slots are full (false:
+    /// admit everything; requests then wait in the gateway until answered or timed out).
+    pub shedding: bool,
+    /// Client requests that may wait for a running slot; beyond it they are refused.
+    pub queue_capacity: u32,
+    /// Slots only high and critical requests may take.
+    pub reserved_for_high: u32,
+    /// Slots only critical requests may take.
+    pub reserved_for_critical: u32,
+    /// The adaptive limit on client requests running at once (admitted, not yet answered).
+    pub limit_initial: u32,
+    pub limit_min: u32,
+    pub limit_max: u32,
+    /// How far the recent latency may exceed the long-term one before the limit shrinks,
+    /// in percent of the long-term latency.
+    pub rtt_tolerance_percent: u32,
+    /// The limit moves once per window of at least this many answers ...
+    pub window_samples_min: u32,
+    /// ... lasting at least this long.
+    pub window_ms: u64,
+    pub priority_write: PriorityName,
+    pub priority_linearizable: PriorityName,
+    pub priority_lease: PriorityName,
+    pub priority_follower: PriorityName,
+    pub priority_stale: PriorityName,
+    /// INFO, SYNOD.STATUS, DBSIZE, ROLE.
+    pub priority_status: PriorityName,
+    /// The share of the slots connections in no configured group may hold together, in
+    /// percent.
+    pub default_max_share_percent: u32,
+    pub groups: Vec<GroupConfig>,
+    /// Requests this node's gateway keeps in flight to the replicas (its own and the
+    /// leader's); more wait in the gateway. It keeps client requests from filling the
+    /// replica's mailbox, which Raft messages share, nor its storage's queue of pending
+    /// persists. 0: half the smaller of the two, shared by the members.
+    pub replica_requests_max: usize,
+    /// A node that has not heard from a leader (or, leading, from a majority) for this long
+    /// is degraded: requests that need a quorum fail at once. 0: twice the election timeout.
+    pub degraded_after_ms: u64,
+}
+
+impl Default for ResilienceSection {
+    fn default() -> ResilienceSection {
+        ResilienceSection {
+            shedding: true,
+            queue_capacity: 16,
+            reserved_for_high: 8,
+            reserved_for_critical: 4,
+            limit_initial: 64,
+            limit_min: 32,
+            limit_max: 1_024,
+            rtt_tolerance_percent: 200,
+            window_samples_min: 100,
+            window_ms: 100,
+            priority_write: PriorityName::High,
+            priority_linearizable: PriorityName::High,
+            priority_lease: PriorityName::High,
+            priority_follower: PriorityName::Low,
+            priority_stale: PriorityName::Low,
+            priority_status: PriorityName::Critical,
+            default_max_share_percent: 100,
+            groups: Vec::new(),
+            replica_requests_max: 0,
+            degraded_after_ms: 0,
+        }
+    }
+}
+
+impl ResilienceSection {
+    /// The adaptive limit this section describes.
+    pub fn limit_config(&self) -> synod_resilience::LimitConfig {
+        synod_resilience::LimitConfig {
+            limit_initial: self.limit_initial,
+            limit_min: self.limit_min,
+            limit_max: self.limit_max,
+            rtt_tolerance_percent: self.rtt_tolerance_percent,
+            window_samples_min: self.window_samples_min,
+            window_duration_min: synod_core::Duration::from_millis(self.window_ms),
+            // Grow by a sixteenth of the smallest limit per window: from the initial limit
+            // to the largest in a few seconds of steady load.
+            queue_size: (self.limit_min / 4).max(1),
+            ..synod_resilience::LimitConfig::default()
+        }
+    }
+
+    /// The bulkhead this section describes, at its largest running limit.
+    pub fn bulkhead_config(&self) -> synod_resilience::BulkheadConfig {
+        synod_resilience::BulkheadConfig {
+            running_max: self.limit_max,
+            queue_capacity: self.queue_capacity,
+            reserved_for_high: self.reserved_for_high,
+            reserved_for_critical: self.reserved_for_critical,
+        }
+    }
+}
+
 /// Fault injection, for testing synod itself. Everything is off by default, and a node
 /// refuses fault requests unless its config turns them on.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -101,7 +255,8 @@ pub struct FaultsSection {
 }
 
 /// One node's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Not `Eq`: `RaftSection::phi_threshold` is a float.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// This node's id; it must be one of `members` (or join later as a learner).
@@ -135,6 +290,8 @@ pub struct ServerConfig {
     pub faults: FaultsSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub resilience: ResilienceSection,
 }
 
 fn default_cluster_id() -> u64 {
@@ -150,7 +307,7 @@ fn default_worker_threads() -> usize {
 }
 
 /// The top-level fields an environment variable may set.
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 14] = [
     "node_id",
     "cluster_id",
     "data_dir",
@@ -164,6 +321,7 @@ const FIELDS: [&str; 13] = [
     "raft",
     "limits",
     "faults",
+    "resilience",
 ];
 
 impl ServerConfig {
@@ -289,7 +447,123 @@ impl Validate for ServerConfig {
         self.raft.validate().map_err(|error| error.within("raft"))?;
         self.limits
             .validate()
-            .map_err(|error| error.within("limits"))
+            .map_err(|error| error.within("limits"))?;
+        self.resilience
+            .validate()
+            .map_err(|error| error.within("resilience"))?;
+        // Every node's gateway may have this many client requests in flight to the leader's
+        // replica, whose mailbox Raft messages share: together they must leave it half free.
+        check_range(
+            "resilience.replica_requests_max",
+            self.resilience.replica_requests_max,
+            0,
+            self.replica_requests_per_node_max(),
+        )?;
+        let election_timeout_ms = self.raft.election_timeout_ms;
+        if self.resilience.degraded_after_ms != 0 {
+            check_range(
+                "resilience.degraded_after_ms",
+                self.resilience.degraded_after_ms,
+                election_timeout_ms,
+                3_600_000,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl ServerConfig {
+    /// The most client requests one node's gateway may keep in flight to the replicas:
+    /// with every member at it, half the replica's mailbox stays free for Raft.
+    fn replica_requests_per_node_max(&self) -> usize {
+        // Each client write in flight at the leader is at most one Persist waiting in its
+        // storage, which fails past PERSISTS_PENDING_MAX (Raft bounds uncommitted bytes,
+        // not Persists): keep client requests to half of that too.
+        let mailbox_share = synod_node::supervisor::REPLICA_MAILBOX_CAPACITY / 2;
+        let persists_share = synod_node::raft_storage::PERSISTS_PENDING_MAX / 2;
+        mailbox_share.min(persists_share) / self.members.len().max(1)
+    }
+
+    /// `resilience.replica_requests_max`, with 0 worked out.
+    pub fn replica_requests_max(&self) -> usize {
+        match self.resilience.replica_requests_max {
+            0 => self.replica_requests_per_node_max(),
+            set => set,
+        }
+    }
+
+    /// How long without a leader's contact makes this node degraded.
+    pub fn degraded_after_ms(&self) -> u64 {
+        match self.resilience.degraded_after_ms {
+            0 => 2 * self.raft.election_timeout_ms,
+            set => set,
+        }
+    }
+}
+
+impl Validate for ResilienceSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        use synod_resilience::bulkhead::{QUEUE_CAPACITY_MAX, RUNNING_MAX};
+        check_range("limit_min", self.limit_min, 1, RUNNING_MAX)?;
+        check_range("limit_max", self.limit_max, self.limit_min, RUNNING_MAX)?;
+        check_range(
+            "limit_initial",
+            self.limit_initial,
+            self.limit_min,
+            self.limit_max,
+        )?;
+        check_range("queue_capacity", self.queue_capacity, 0, QUEUE_CAPACITY_MAX)?;
+        check_range(
+            "rtt_tolerance_percent",
+            self.rtt_tolerance_percent,
+            100,
+            1_000,
+        )?;
+        check_range("window_samples_min", self.window_samples_min, 1, 100_000)?;
+        check_range("window_ms", self.window_ms, 1, 60_000)?;
+        // At the smallest limit a low-priority request must still find a slot.
+        let smallest = self.limit_min + self.queue_capacity;
+        check_range(
+            "reserved_for_critical",
+            self.reserved_for_critical,
+            0,
+            smallest - 1,
+        )?;
+        let room = smallest - 1 - self.reserved_for_critical;
+        if self.reserved_for_high > room {
+            let problem = format!(
+                "({}) with reserved_for_critical ({}) must leave low priority a slot at the \
+                 smallest limit: at most {room} (limit_min + queue_capacity - 1 - \
+                 reserved_for_critical)",
+                self.reserved_for_high, self.reserved_for_critical
+            );
+            return Err(ConfigError::new("reserved_for_high", problem));
+        }
+        check_range(
+            "default_max_share_percent",
+            self.default_max_share_percent,
+            1,
+            100,
+        )?;
+        check_range("groups", self.groups.len(), 0, GROUPS_MAX)?;
+        let mut names = BTreeSet::new();
+        for group in &self.groups {
+            if group.name.is_empty() || group.name.len() > 64 {
+                let problem = format!("({:?}) must be 1 to 64 bytes long", group.name);
+                return Err(ConfigError::new("groups.name", problem));
+            }
+            if group.name == crate::admission::DEFAULT_GROUP || !names.insert(&group.name) {
+                let problem = format!("({:?}) is taken: name each group once", group.name);
+                return Err(ConfigError::new("groups.name", problem));
+            }
+            check_range("groups.max_share_percent", group.max_share_percent, 1, 100)?;
+        }
+        self.limit_config()
+            .validate()
+            .map_err(|error| error.within("limit"))?;
+        self.bulkhead_config()
+            .validate()
+            .map_err(|error| error.within("bulkhead"))
     }
 }
 
@@ -319,6 +593,22 @@ impl Validate for RaftSection {
             self.snapshot_log_bytes,
             1 << 16,
             1 << 40,
+        )?;
+        let (threshold_min, threshold_max) = (
+            synod_raft::config::PHI_THRESHOLD_MIN,
+            synod_raft::config::PHI_THRESHOLD_MAX,
+        );
+        if self.phi_threshold.is_nan() {
+            return Err(ConfigError::new(
+                "phi_threshold",
+                format!("(NaN) must be a number between {threshold_min} and {threshold_max}"),
+            ));
+        }
+        check_range(
+            "phi_threshold",
+            self.phi_threshold,
+            threshold_min,
+            threshold_max,
         )
     }
 }
@@ -386,6 +676,60 @@ http = "127.0.0.1:8002"
         assert_eq!(config.raft.election_timeout_ms, 500);
         assert_eq!(config.resp_address().to_string(), "127.0.0.1:7777");
         assert_eq!(config.password.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn resilience_settings_are_validated_naming_the_field() {
+        // Checks the [resilience] section: defaults pass; a zero limit, reserves that leave
+        // low priority no slot at the smallest limit, a share above 100, a group named
+        // twice and a replica cap over the mailbox's share are refused by name.
+        let config = ServerConfig::parse(MINIMAL, env(&[])).unwrap();
+        assert!(config.resilience.shedding);
+        // Half the storage's pending persists (4,096), shared by the two members.
+        assert_eq!(config.replica_requests_max(), 1_024);
+        assert_eq!(config.degraded_after_ms(), 600);
+        let group = "[[resilience.groups]]\nname = \"batch\"\nmax_share_percent = 30\n";
+        let twice = format!("{MINIMAL}{group}{group}");
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case<'_>; 6] = [
+            (
+                MINIMAL,
+                &[("SYNOD_RESILIENCE__LIMIT_MIN", "0")],
+                "resilience.limit_min (0)",
+            ),
+            (
+                MINIMAL,
+                &[
+                    ("SYNOD_RESILIENCE__LIMIT_MIN", "4"),
+                    ("SYNOD_RESILIENCE__LIMIT_INITIAL", "4"),
+                    ("SYNOD_RESILIENCE__QUEUE_CAPACITY", "0"),
+                    ("SYNOD_RESILIENCE__RESERVED_FOR_CRITICAL", "1"),
+                ],
+                "resilience.reserved_for_high (8) with reserved_for_critical (1) must leave",
+            ),
+            (
+                MINIMAL,
+                &[("SYNOD_RESILIENCE__DEFAULT_MAX_SHARE_PERCENT", "150")],
+                "resilience.default_max_share_percent (150)",
+            ),
+            (&twice, &[], "resilience.groups.name (\"batch\") is taken"),
+            (
+                MINIMAL,
+                &[("SYNOD_RESILIENCE__REPLICA_REQUESTS_MAX", "20000")],
+                "resilience.replica_requests_max (20000) must be between 0 and 1024",
+            ),
+            (
+                MINIMAL,
+                &[("SYNOD_RESILIENCE__DEGRADED_AFTER_MS", "100")],
+                "resilience.degraded_after_ms (100) must be between 300",
+            ),
+        ];
+        for (text, vars, expected) in cases {
+            let error = ServerConfig::parse(text, env(vars))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{vars:?}: {error}");
+        }
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! while an earlier read is, so a connection always reads its own writes. Commands that
 //! change the connection's state (MULTI, EXEC, WATCH, HELLO, SYNOD.SESSION, ...) wait until
 //! everything before them is answered.
+//!
+//! Before a planned request goes to the gateway it passes two gates: the node's health
+//! (without a quorum, requests that need one fail at once; with a failed disk, writes do)
+//! and the node's admission controller (`admission.rs`), which lets it run, makes it wait
+//! for a slot (at most the request timeout), or refuses it at once with `-BUSY`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,17 +20,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use synod_kv::Response;
+use synod_kv::{Command, Operation, Response};
 use synod_node::client::{Outcome, ReadConsistency, RequestBody};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::admission::{Admission, Entry, Permit};
 use crate::command::{
     CommandConfig, Connection, Done, Plan, ReadDone, ServiceError, Then, Written,
 };
 use crate::gateway::{Gateway, GatewayError, Route};
+use crate::health::Health;
 use crate::metrics::{CommandOutcome, Metrics};
 use crate::resp::{ProtocolVersion, Reply, RequestParser, RespLimits, encode};
 use crate::status::{NodeStatus, ReadLevel};
@@ -52,6 +59,12 @@ pub struct Shared {
     /// answer it, and close.
     pub draining: watch::Receiver<bool>,
     pub stopped_accepting: AtomicBool,
+    /// Admission of client requests: the adaptive limit, shedding, group quotas.
+    pub admission: Arc<Admission>,
+    /// Whether the node can serve requests that need a quorum or its disk now.
+    pub health: Arc<Health>,
+    /// The longest a request waits for an admission slot (the request timeout).
+    pub admission_wait_max: Duration,
 }
 
 impl std::fmt::Debug for Shared {
@@ -72,8 +85,32 @@ enum Waiting {
     Write(oneshot::Receiver<Result<Outcome, GatewayError>>),
     Read(Vec<oneshot::Receiver<Result<Outcome, GatewayError>>>),
     Status(JoinHandle<Option<NodeStatus>>),
-    /// Refused at submission.
-    Failed(ServiceError),
+    /// Waiting for an admission slot; then submitted (or refused). `write` as in `Failed`.
+    Admitting {
+        admitted: JoinHandle<Waiting>,
+        write: bool,
+    },
+    /// Refused at submission; `write` tells a write's refusal from a read's.
+    Failed {
+        error: ServiceError,
+        write: bool,
+    },
+}
+
+/// A plan without its `Then`: what goes to the node.
+enum Request {
+    Write(Command),
+    Read {
+        ops: Vec<Operation>,
+        level: ReadLevel,
+    },
+    Status,
+}
+
+impl Request {
+    fn is_write(&self) -> bool {
+        matches!(self, Request::Write(_))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -106,6 +143,8 @@ impl Slot {
             SlotState::Unsent(Plan::Write { .. }) => Some(Kind::Write),
             SlotState::Unsent(_) => Some(Kind::Read),
             SlotState::Sent(_, Waiting::Write(_)) => Some(Kind::Write),
+            SlotState::Sent(_, Waiting::Failed { write: true, .. }) => Some(Kind::Write),
+            SlotState::Sent(_, Waiting::Admitting { write: true, .. }) => Some(Kind::Write),
             SlotState::Sent(_, _) => Some(Kind::Read),
         }
     }
@@ -177,7 +216,7 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                 close: true,
             });
         }
-        submit_ready(&shared, &mut slots, seen_index);
+        submit_ready(&shared, &state, &mut slots, seen_index);
         let finished = gather_replies(&mut state, &shared, &mut slots, &mut output);
         if finished {
             closing = true;
@@ -318,7 +357,13 @@ fn plan_commands(
 
 /// Submits planned requests in order, as long as each is of the same kind as every
 /// unanswered request before it.
-fn submit_ready(shared: &Shared, slots: &mut VecDeque<Slot>, seen_index: u64) {
+fn submit_ready(
+    shared: &Arc<Shared>,
+    state: &Connection,
+    slots: &mut VecDeque<Slot>,
+    seen_index: u64,
+) {
+    let group = shared.admission.group_of(state.client_name());
     let mut kind_in_flight: Option<Kind> = None;
     for slot in slots.iter_mut() {
         let Some(kind) = slot.kind() else {
@@ -334,7 +379,7 @@ fn submit_ready(shared: &Shared, slots: &mut VecDeque<Slot>, seen_index: u64) {
             else {
                 unreachable!("matched above");
             };
-            slot.state = submit(shared, plan, seen_index);
+            slot.state = submit(shared, plan, seen_index, group);
         }
     }
 }
@@ -352,18 +397,83 @@ fn index_seen(done: &Done) -> u64 {
     }
 }
 
-fn submit(shared: &Shared, plan: Plan, seen_index: u64) -> SlotState {
-    match plan {
-        Plan::Reply(reply) | Plan::Close(reply) => SlotState::Ready(reply),
-        Plan::Write { command, then } => {
-            let body = RequestBody::Write(Bytes::from(command.encode()));
-            let waiting = match shared.gateway.submit(body, Route::Leader) {
-                Ok(receiver) => Waiting::Write(receiver),
-                Err(error) => Waiting::Failed(service_error(error)),
-            };
-            SlotState::Sent(then, waiting)
+/// Passes a plan through the node's health and admission gates and submits it.
+fn submit(shared: &Arc<Shared>, plan: Plan, seen_index: u64, group: usize) -> SlotState {
+    let priority = shared.admission.priorities().of_plan(&plan);
+    let health = shared.health.check(&plan);
+    let (then, request) = match plan {
+        Plan::Reply(reply) | Plan::Close(reply) => return SlotState::Ready(reply),
+        Plan::Write { command, then } => (then, Request::Write(command)),
+        Plan::Read { ops, level, then } => (then, Request::Read { ops, level }),
+        Plan::Status { then } => (then, Request::Status),
+    };
+    let write = request.is_write();
+    if let Err(error) = health {
+        return SlotState::Sent(then, Waiting::Failed { error, write });
+    }
+    let priority = priority.expect("a plan that goes to the node has a priority");
+    let waiting = match shared.admission.enter(priority, group) {
+        Err(refusal) => Waiting::Failed {
+            error: ServiceError::Overloaded {
+                detail: refusal.to_string(),
+            },
+            write,
+        },
+        Ok(Entry::Unlimited) => send_request(shared, request, seen_index, None),
+        Ok(Entry::Running(permit)) => send_request(shared, request, seen_index, Some(permit)),
+        Ok(Entry::Waiting(permit, woken)) => {
+            let shared = shared.clone();
+            let admitted = tokio::spawn(async move {
+                let wait_max = shared.admission_wait_max;
+                let refused = |refusal: crate::admission::Refusal| Waiting::Failed {
+                    error: ServiceError::Overloaded {
+                        detail: refusal.to_string(),
+                    },
+                    write,
+                };
+                match tokio::time::timeout(wait_max, woken).await {
+                    Ok(Ok(Ok(()))) => send_request(&shared, request, seen_index, Some(permit)),
+                    Ok(Ok(Err(refusal))) => refused(refusal),
+                    Ok(Err(_)) => Waiting::Failed {
+                        error: ServiceError::Refused {
+                            reason: "the node is shutting down".into(),
+                        },
+                        write,
+                    },
+                    Err(_) => {
+                        let waited_ms = wait_max.as_millis() as u64;
+                        let refusal = shared.admission.waited_too_long(priority, group, waited_ms);
+                        // Dropping the permit gives up the place in the queue.
+                        drop(permit);
+                        refused(refusal)
+                    }
+                }
+            });
+            Waiting::Admitting { admitted, write }
         }
-        Plan::Read { ops, level, then } => {
+    };
+    SlotState::Sent(then, waiting)
+}
+
+/// Submits an admitted request to the gateway; `permit` is held until it is answered.
+fn send_request(
+    shared: &Shared,
+    request: Request,
+    seen_index: u64,
+    permit: Option<Arc<Permit>>,
+) -> Waiting {
+    match request {
+        Request::Write(command) => {
+            let body = RequestBody::Write(Bytes::from(command.encode()));
+            match shared.gateway.submit(body, Route::Leader, permit) {
+                Ok(receiver) => Waiting::Write(receiver),
+                Err(error) => Waiting::Failed {
+                    error: service_error(error),
+                    write: true,
+                },
+            }
+        }
+        Request::Read { ops, level } => {
             let (consistency, route) = read_route(level);
             let mut receivers = Vec::with_capacity(ops.len());
             for op in ops {
@@ -373,16 +483,30 @@ fn submit(shared: &Shared, plan: Plan, seen_index: u64) -> SlotState {
                     consistency,
                     min_applied: seen_index,
                 };
-                match shared.gateway.submit(body, route) {
+                match shared.gateway.submit(body, route, permit.clone()) {
                     Ok(receiver) => receivers.push(receiver),
                     Err(error) => {
-                        return SlotState::Sent(then, Waiting::Failed(service_error(error)));
+                        return Waiting::Failed {
+                            error: service_error(error),
+                            write: false,
+                        };
                     }
                 }
             }
-            SlotState::Sent(then, Waiting::Read(receivers))
+            Waiting::Read(receivers)
         }
-        Plan::Status { then } => SlotState::Sent(then, Waiting::Status(shared.status.status())),
+        Request::Status => {
+            let status = shared.status.status();
+            match permit {
+                None => Waiting::Status(status),
+                // The permit is held until the status is read.
+                Some(permit) => Waiting::Status(tokio::spawn(async move {
+                    let status = status.await.ok().flatten();
+                    drop(permit);
+                    status
+                })),
+            }
+        }
     }
 }
 
@@ -407,40 +531,46 @@ fn front_waiting(slots: &VecDeque<Slot>) -> bool {
 /// Waits for the answer of the front slot, which must be `Sent`.
 async fn wait_front(slots: &mut VecDeque<Slot>) -> Done {
     let Some(Slot {
-        state: SlotState::Sent(then, waiting),
+        state: SlotState::Sent(_, waiting),
         ..
     }) = slots.front_mut()
     else {
         return std::future::pending().await;
     };
-    let is_write = then_is_write(waiting);
-    match waiting {
-        Waiting::Failed(error) => failed(is_write, error.clone()),
-        Waiting::Write(receiver) => Done::Written(write_result(receiver.await)),
-        Waiting::Read(receivers) => {
-            let mut results = Vec::with_capacity(receivers.len());
-            for receiver in receivers.iter_mut() {
-                match read_result(receiver.await) {
-                    Ok(done) => results.push(done),
-                    Err(error) => return Done::Read(Err(error)),
+    loop {
+        return match waiting {
+            Waiting::Admitting { admitted, write } => {
+                // Admitted (or refused) by now: wait on what it became.
+                let write = *write;
+                let admitted = admitted.await.unwrap_or_else(|_| Waiting::Failed {
+                    error: ServiceError::Refused {
+                        reason: "the node is shutting down".into(),
+                    },
+                    write,
+                });
+                *waiting = admitted;
+                continue;
+            }
+            Waiting::Failed { error, write } => failed(*write, error.clone()),
+            Waiting::Write(receiver) => Done::Written(write_result(receiver.await)),
+            Waiting::Read(receivers) => {
+                let mut results = Vec::with_capacity(receivers.len());
+                for receiver in receivers.iter_mut() {
+                    match read_result(receiver.await) {
+                        Ok(done) => results.push(done),
+                        Err(error) => return Done::Read(Err(error)),
+                    }
                 }
+                Done::Read(Ok(results))
             }
-            Done::Read(Ok(results))
-        }
-        Waiting::Status(handle) => match handle.await {
-            Ok(Some(status)) => Done::Status(Box::new(status)),
-            _ => {
-                let _ = then;
-                Done::Read(Err(ServiceError::Refused {
+            Waiting::Status(handle) => match handle.await {
+                Ok(Some(status)) => Done::Status(Box::new(status)),
+                _ => Done::Read(Err(ServiceError::Refused {
                     reason: "the node's status is not available (starting or stopping)".into(),
-                }))
-            }
-        },
+                })),
+            },
+        };
     }
-}
-
-fn then_is_write(waiting: &Waiting) -> bool {
-    matches!(waiting, Waiting::Write(_))
 }
 
 fn failed(is_write: bool, error: ServiceError) -> Done {
@@ -544,7 +674,11 @@ fn gather_replies(
             unreachable!("matched above");
         };
         let outcome = match &reply {
-            Reply::Error(text) if text.starts_with("TRYAGAIN") || text.starts_with("BUSY") => {
+            Reply::Error(text)
+                if ["TRYAGAIN", "BUSY", "READONLY"]
+                    .iter()
+                    .any(|prefix| text.starts_with(prefix)) =>
+            {
                 CommandOutcome::Refused
             }
             Reply::Error(text) if text.contains("no answer within") => CommandOutcome::Timeout,

@@ -15,8 +15,19 @@
 //! named leader (or waits for one to be elected, with backoff, until the deadline); every
 //! other answer goes back to the connection as it is. A request that gets no answer by its
 //! deadline fails with a timeout; for a write its outcome is then unknown.
+//!
+//! At most `inflight_max` requests are out at the replicas at once (sent, not yet
+//! answered); the rest wait here, in arrival order, until one is answered or their deadline
+//! passes. The replica's mailbox is shared by Raft messages and client requests, so this cap
+//! (with every node at it, below half that mailbox; `ServerConfig` checks it) keeps a flood
+//! of clients from crowding heartbeats and appends out of the leader's mailbox.
+//!
+//! A request admitted by the node's admission controller carries its
+//! [`Permit`](crate::admission::Permit); the gateway drops it when it answers, which frees
+//! the slot and gives the adaptive limit its latency sample (a timeout or a refusal for a
+//! full queue counts as a drop, which makes the limit back off).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,6 +39,8 @@ use synod_node::replica::CLIENT_PORT;
 use synod_runtime::{Endpoint, EndpointSendError, EndpointSender};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::admission::Permit;
 
 /// The port the gateway's endpoint serves on every node.
 pub const GATEWAY_PORT: Port = Port(4);
@@ -49,6 +62,8 @@ pub struct GatewayConfig {
     pub pending_max: usize,
     /// Submissions queued for the gateway loop.
     pub queue_capacity: usize,
+    /// Requests out at the replicas at once; more wait in the gateway.
+    pub inflight_max: usize,
 }
 
 impl Default for GatewayConfig {
@@ -59,6 +74,7 @@ impl Default for GatewayConfig {
             redirects_max: 8,
             pending_max: 65_536,
             queue_capacity: 16_384,
+            inflight_max: 8_192,
         }
     }
 }
@@ -87,6 +103,7 @@ struct Submission {
     body: RequestBody,
     route: Route,
     reply: oneshot::Sender<Result<Outcome, GatewayError>>,
+    permit: Option<Arc<Permit>>,
 }
 
 /// A handle connections use to submit requests; cloneable.
@@ -120,6 +137,8 @@ impl Gateway {
             leader_hint: leader_hint.clone(),
             pending: BTreeMap::new(),
             retries: BTreeMap::new(),
+            waiting: VecDeque::new(),
+            inflight: 0,
             next_id: 0,
         };
         tokio::spawn(gateway_loop.run());
@@ -131,7 +150,7 @@ impl Gateway {
 
     /// Sends `body` to the replica `route` names and waits for its answer.
     pub async fn request(&self, body: RequestBody, route: Route) -> Result<Outcome, GatewayError> {
-        match self.submit(body, route) {
+        match self.submit(body, route, None) {
             Ok(receiver) => receiver.await.unwrap_or_else(|_| {
                 Err(GatewayError::Refused {
                     reason: "the node is shutting down".into(),
@@ -143,13 +162,20 @@ impl Gateway {
 
     /// Queues `body` without waiting; the answer arrives on the returned receiver. A
     /// connection submits every pipelined command at once and awaits the answers in order.
+    /// `permit`, the request's admission, is held until the answer is sent.
     pub fn submit(
         &self,
         body: RequestBody,
         route: Route,
+        permit: Option<Arc<Permit>>,
     ) -> Result<oneshot::Receiver<Result<Outcome, GatewayError>>, GatewayError> {
         let (reply, receiver) = oneshot::channel();
-        let submission = Submission { body, route, reply };
+        let submission = Submission {
+            body,
+            route,
+            reply,
+            permit,
+        };
         match self.submissions.try_send(submission) {
             Ok(()) => Ok(receiver),
             Err(mpsc::error::TrySendError::Full(_)) => Err(GatewayError::Refused {
@@ -185,6 +211,25 @@ struct Pending {
     redirects: u32,
     /// The node the request was last sent to.
     target: NodeId,
+    /// Whether it is out at a replica now (counted in `inflight`).
+    sent: bool,
+    permit: Option<Arc<Permit>>,
+}
+
+impl Pending {
+    /// Answers the connection. A timeout or a refusal for a full queue tells the adaptive
+    /// limit the node is overloaded.
+    fn answer(self, result: Result<Outcome, GatewayError>) {
+        let overloaded = match &result {
+            Err(GatewayError::Timeout { .. }) => true,
+            Err(GatewayError::Refused { reason }) => reason.starts_with("BUSY"),
+            _ => false,
+        };
+        if overloaded && let Some(permit) = &self.permit {
+            permit.mark_dropped();
+        }
+        let _ = self.reply.send(result);
+    }
 }
 
 struct GatewayLoop {
@@ -197,6 +242,11 @@ struct GatewayLoop {
     pending: BTreeMap<u64, Pending>,
     /// Requests waiting to be sent again: (when, request id).
     retries: BTreeMap<(Instant, u64), ()>,
+    /// Requests waiting for room under `inflight_max`, oldest first; each is pending, so
+    /// there are at most `pending_max`. Ids whose request has gone are skipped.
+    waiting: VecDeque<u64>,
+    /// Requests out at the replicas; at most `inflight_max`.
+    inflight: usize,
     next_id: u64,
 }
 
@@ -214,6 +264,7 @@ impl GatewayLoop {
                             let Some(inbound) = self.endpoint.try_recv() else { break };
                             self.on_response(&inbound.payload);
                         }
+                        self.send_waiting();
                     }
                     None => return self.fail_all("the node stopped"),
                 },
@@ -227,7 +278,10 @@ impl GatewayLoop {
                     }
                     None => return self.fail_all("the node is shutting down"),
                 },
-                _ = sweep.tick(), if !self.pending.is_empty() => self.sweep(Instant::now()),
+                _ = sweep.tick(), if !self.pending.is_empty() => {
+                    self.sweep(Instant::now());
+                    self.send_waiting();
+                }
             }
         }
     }
@@ -242,6 +296,9 @@ impl GatewayLoop {
     fn on_submission(&mut self, submission: Submission) {
         if self.pending.len() >= self.config.pending_max {
             let reason = "BUSY too many requests are waiting on this node; retry later";
+            if let Some(permit) = &submission.permit {
+                permit.mark_dropped();
+            }
             let _ = submission.reply.send(Err(GatewayError::Refused {
                 reason: reason.into(),
             }));
@@ -258,9 +315,43 @@ impl GatewayLoop {
             deadline: now + self.config.request_timeout,
             redirects: 0,
             target: self.node,
+            sent: false,
+            permit: submission.permit,
         };
         self.pending.insert(id, pending);
-        self.send(id);
+        self.dispatch(id);
+    }
+
+    /// Sends request `id` if there is room under `inflight_max`, else queues it.
+    fn dispatch(&mut self, id: u64) {
+        if self.inflight < self.config.inflight_max && self.waiting.is_empty() {
+            self.send(id);
+        } else {
+            self.waiting.push_back(id);
+            self.send_waiting();
+        }
+    }
+
+    /// Sends waiting requests into the room answers have made.
+    fn send_waiting(&mut self) {
+        while self.inflight < self.config.inflight_max {
+            let Some(id) = self.waiting.pop_front() else {
+                return;
+            };
+            if self.pending.get(&id).is_some_and(|pending| !pending.sent) {
+                self.send(id);
+            }
+        }
+    }
+
+    /// Request `id` is no longer out at a replica (answered, or about to be forgotten).
+    fn mark_answered(&mut self, id: u64) {
+        if let Some(pending) = self.pending.get_mut(&id)
+            && pending.sent
+        {
+            pending.sent = false;
+            self.inflight -= 1;
+        }
     }
 
     /// Sends request `id` to where its route points now.
@@ -269,6 +360,7 @@ impl GatewayLoop {
         let Some(pending) = self.pending.get_mut(&id) else {
             return;
         };
+        assert!(!pending.sent, "request {id} sent twice");
         pending.target = match pending.route {
             Route::Local => self.node,
             Route::Leader => leader.unwrap_or(self.node),
@@ -281,6 +373,14 @@ impl GatewayLoop {
         let result = self
             .sender
             .try_send(pending.target, CLIENT_PORT, request.encode());
+        if result.is_ok() {
+            pending.sent = true;
+            self.inflight += 1;
+            assert!(
+                self.inflight <= self.config.inflight_max,
+                "over inflight_max"
+            );
+        }
         if let Err(error) = result {
             let reason = match error {
                 EndpointSendError::Full { .. } => {
@@ -297,10 +397,12 @@ impl GatewayLoop {
             return;
         };
         let id = response.id;
-        let Some(pending) = self.pending.get_mut(&id) else {
+        if !self.pending.contains_key(&id) {
             // A late answer to a request that has already timed out.
             return;
-        };
+        }
+        self.mark_answered(id);
+        let pending = self.pending.get_mut(&id).expect("checked above");
         match response.outcome {
             Outcome::NotLeader { leader } => {
                 let from = pending.target;
@@ -310,7 +412,7 @@ impl GatewayLoop {
                     {
                         pending.redirects += 1;
                         self.leader_hint.store(leader.0, Ordering::Relaxed);
-                        self.send(id);
+                        self.dispatch(id);
                     }
                     _ => {
                         let (deadline, started) = (pending.deadline, pending.started);
@@ -338,8 +440,9 @@ impl GatewayLoop {
     }
 
     fn finish(&mut self, id: u64, result: Result<Outcome, GatewayError>) {
+        self.mark_answered(id);
         if let Some(pending) = self.pending.remove(&id) {
-            let _ = pending.reply.send(result);
+            pending.answer(result);
         }
     }
 
@@ -348,7 +451,9 @@ impl GatewayLoop {
         let later = self.retries.split_off(&(now, u64::MAX));
         let due = std::mem::replace(&mut self.retries, later);
         for (_, id) in due.into_keys() {
-            self.send(id);
+            if self.pending.contains_key(&id) {
+                self.dispatch(id);
+            }
         }
         // Every request gets the same timeout and ids grow with time, so the expired
         // requests are the ones with the lowest ids.
@@ -357,12 +462,17 @@ impl GatewayLoop {
                 break;
             }
             let pending = entry.remove();
+            if pending.sent {
+                self.inflight -= 1;
+            }
             let waited_ms = pending.started.elapsed().as_millis() as u64;
-            let _ = pending.reply.send(Err(GatewayError::Timeout { waited_ms }));
+            pending.answer(Err(GatewayError::Timeout { waited_ms }));
         }
     }
 
     fn fail_all(&mut self, reason: &str) {
+        self.inflight = 0;
+        self.waiting.clear();
         for (_, pending) in std::mem::take(&mut self.pending) {
             let _ = pending.reply.send(Err(GatewayError::Refused {
                 reason: reason.to_string(),

@@ -20,10 +20,12 @@
 //! ```
 
 pub mod admin;
+pub mod admission;
 pub mod command;
 pub mod config;
 pub mod connection;
 pub mod gateway;
+pub mod health;
 pub mod metrics;
 pub mod resp;
 pub mod server;

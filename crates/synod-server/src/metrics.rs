@@ -158,6 +158,7 @@ pub struct Metrics {
     connections_opened: Counter,
     connections_refused: Counter,
     window: Mutex<Window>,
+    resilience: ResilienceMetrics,
 }
 
 impl Metrics {
@@ -196,7 +197,9 @@ impl Metrics {
             "RESP connections refused (the connection limit was reached)",
             connections_refused.clone(),
         );
+        let resilience = ResilienceMetrics::register(&mut registry);
         Metrics {
+            resilience,
             registry,
             commands,
             command_duration,
@@ -304,6 +307,113 @@ impl Metrics {
         }
         names.insert(command.to_string());
         command.to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AdmissionLabels {
+    priority: &'static str,
+    group: String,
+    outcome: &'static str,
+}
+
+/// The admission controller's and the node's health figures.
+struct ResilienceMetrics {
+    admissions: Family<AdmissionLabels, Counter>,
+    limit: Gauge,
+    running: Gauge,
+    queued: Gauge,
+    rtt_long_us: Gauge,
+    degraded: Gauge,
+    read_only: Gauge,
+}
+
+impl ResilienceMetrics {
+    fn register(registry: &mut Registry) -> ResilienceMetrics {
+        let metrics = ResilienceMetrics {
+            admissions: Family::default(),
+            limit: Gauge::default(),
+            running: Gauge::default(),
+            queued: Gauge::default(),
+            rtt_long_us: Gauge::default(),
+            degraded: Gauge::default(),
+            read_only: Gauge::default(),
+        };
+        registry.register(
+            "synod_admission",
+            "Client requests at admission, by priority, connection group and outcome \
+             (admitted, queued, refused, shed, timed_out, unlimited)",
+            metrics.admissions.clone(),
+        );
+        let gauges = [
+            (
+                "synod_admission_limit",
+                "The adaptive limit on client requests running at once",
+                &metrics.limit,
+            ),
+            (
+                "synod_admission_running",
+                "Client requests admitted and not yet answered",
+                &metrics.running,
+            ),
+            (
+                "synod_admission_queued",
+                "Client requests waiting for a running slot",
+                &metrics.queued,
+            ),
+            (
+                "synod_admission_rtt_long_microseconds",
+                "The adaptive limit's long-term latency estimate",
+                &metrics.rtt_long_us,
+            ),
+            (
+                "synod_node_degraded",
+                "1 while this node cannot serve requests that need a quorum or its disk",
+                &metrics.degraded,
+            ),
+            (
+                "synod_node_read_only",
+                "1 while this node refuses writes because its disk is full or failing",
+                &metrics.read_only,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+        metrics
+    }
+}
+
+impl Metrics {
+    /// Counts one admission decision.
+    pub fn record_admission(
+        &self,
+        priority: synod_resilience::Priority,
+        group: &str,
+        outcome: &'static str,
+    ) {
+        self.resilience
+            .admissions
+            .get_or_create(&AdmissionLabels {
+                priority: priority.name(),
+                group: group.to_string(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn set_admission(&self, figures: crate::admission::AdmissionFigures) {
+        let resilience = &self.resilience;
+        resilience.limit.set(i64::from(figures.limit));
+        resilience.running.set(i64::from(figures.running));
+        resilience.queued.set(i64::from(figures.queued));
+        let rtt = i64::try_from(figures.rtt_long_us).unwrap_or(i64::MAX);
+        resilience.rtt_long_us.set(rtt);
+    }
+
+    pub fn set_health(&self, degraded: bool, read_only: bool) {
+        self.resilience.degraded.set(i64::from(degraded));
+        self.resilience.read_only.set(i64::from(read_only));
     }
 }
 
@@ -467,7 +577,7 @@ impl NodeRegistry {
 
     fn add_status(&mut self, status: &NodeStatus) {
         let leader = status.leader.unwrap_or(0);
-        let gauges: [(&str, &str, u64); 16] = [
+        let gauges: [(&str, &str, u64); 18] = [
             ("synod_node_id", "This node's id", status.node),
             ("synod_cluster_id", "The cluster's id", status.cluster_id),
             (
@@ -514,6 +624,17 @@ impl NodeRegistry {
                 "synod_raft_learners",
                 "Non-voting members",
                 status.learners.len() as u64,
+            ),
+            (
+                "synod_raft_clock_skew_ppm_max",
+                "Largest clock-rate skew proven towards a voter, in parts per million",
+                status.clock_skew_ppm_max,
+            ),
+            (
+                "synod_raft_lease_suspended_by_skew",
+                "1 while lease reads are suspended because a voter's clock skew exceeds the \
+                 lease's drift bound",
+                u64::from(status.lease_suspended_by_skew),
             ),
             (
                 "synod_keys",

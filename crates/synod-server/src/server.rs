@@ -30,10 +30,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{AdminBackend, CLOCK_FAULTS_DISABLED, ClockFaults, MembersRequest};
+use crate::admission::{Admission, AdmissionConfig};
 use crate::command::CommandConfig;
 use crate::config::ServerConfig;
 use crate::connection::{self, Shared, StatusSource};
 use crate::gateway::{GATEWAY_PORT, Gateway, GatewayConfig, Route};
+use crate::health::{Health, HealthState};
 use crate::metrics::{ActorRow, Metrics, NodeFigures};
 use crate::resp::{Reply, RespLimits, encode};
 use crate::status::{FollowerStatus, MemberEndpoints, NodeStatus};
@@ -73,6 +75,28 @@ struct NodeInfo {
     http_address: SocketAddr,
     peer_address: SocketAddr,
     members: Vec<MemberEndpoints>,
+    /// How long without a leader's contact makes the node degraded.
+    degraded_after_ms: u64,
+}
+
+/// The leader suspicion of `[raft]`, scaled to the engine's timing.
+fn leader_suspicion(
+    section: &crate::config::RaftSection,
+    raft: &RaftConfig,
+) -> synod_raft::LeaderSuspicion {
+    use crate::config::LeaderSuspicionName;
+    use synod_raft::{LeaderSuspicion, PhiSuspicion};
+    match section.leader_suspicion {
+        LeaderSuspicionName::Timeout => LeaderSuspicion::RandomizedTimeout,
+        LeaderSuspicionName::Phi => LeaderSuspicion::PhiAccrual(PhiSuspicion {
+            threshold: section.phi_threshold,
+            ..PhiSuspicion::for_timing(
+                raft.tick_interval,
+                raft.heartbeat_ticks,
+                raft.election_ticks,
+            )
+        }),
+    }
 }
 
 /// The replica configuration a server config describes.
@@ -87,6 +111,10 @@ pub fn replica_config(config: &ServerConfig) -> ReplicaConfig {
             clock_drift_bound_ppm: config.raft.lease_drift_bound_ppm,
         }),
         ..RaftConfig::default()
+    };
+    let raft = RaftConfig {
+        leader_suspicion: leader_suspicion(&config.raft, &raft),
+        ..raft
     };
     let kv = KvConfig {
         txn_ops_max: KEYS_PER_COMMAND_MAX,
@@ -165,13 +193,21 @@ pub async fn run_server(config: ServerConfig, shutdown: impl Future) -> Result<(
                 http_address: member.http.to_string(),
             })
             .collect(),
+        degraded_after_ms: config.degraded_after_ms(),
     };
+    let request_timeout = Duration::from_millis(config.limits.request_timeout_ms);
     let gateway_config = GatewayConfig {
-        request_timeout: Duration::from_millis(config.limits.request_timeout_ms),
+        request_timeout,
+        inflight_max: config.replica_requests_max(),
         ..GatewayConfig::default()
     };
     let gateway = Gateway::start(node, endpoint, gateway_config);
     let metrics = Arc::new(Metrics::new());
+    let admission = Admission::new(
+        AdmissionConfig::from_section(&config.resilience),
+        metrics.clone(),
+    );
+    let health = Arc::new(Health::default());
     let (drain_sender, draining) = watch::channel(false);
     let source = Arc::new(NodeSource {
         handle: runtime.handle(),
@@ -200,6 +236,9 @@ pub async fn run_server(config: ServerConfig, shutdown: impl Future) -> Result<(
         open: AtomicUsize::new(0),
         draining,
         stopped_accepting: AtomicBool::new(false),
+        admission,
+        health: health.clone(),
+        admission_wait_max: request_timeout,
     });
     let accept = tokio::spawn(accept_loop(
         resp_listener,
@@ -208,8 +247,13 @@ pub async fn run_server(config: ServerConfig, shutdown: impl Future) -> Result<(
         config.limits.max_connections,
     ));
     tokio::spawn(follow_leader(
-        runtime.handle(),
-        gateway.clone(),
+        FollowLeader {
+            handle: runtime.handle(),
+            info: info.clone(),
+            gateway: gateway.clone(),
+            health,
+            metrics: metrics.clone(),
+        },
         shared.draining.clone(),
     ));
     let router = crate::admin::router(source.clone(), metrics.clone());
@@ -262,9 +306,19 @@ pub async fn run_server(config: ServerConfig, shutdown: impl Future) -> Result<(
     }
 }
 
+/// What the leader-following task updates.
+struct FollowLeader {
+    handle: NodeHandle,
+    info: NodeInfo,
+    gateway: Gateway,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+}
+
 /// Keeps the gateway's idea of the leader in step with this node's replica, so that
-/// requests go to a new leader as soon as this node knows of it.
-async fn follow_leader(handle: NodeHandle, gateway: Gateway, mut draining: watch::Receiver<bool>) {
+/// requests go to a new leader as soon as this node knows of it, and the node's health
+/// (degraded, read-only) current for the connections' fast refusals.
+async fn follow_leader(follow: FollowLeader, mut draining: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(LEADER_REFRESH_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -272,18 +326,24 @@ async fn follow_leader(handle: NodeHandle, gateway: Gateway, mut draining: watch
             _ = interval.tick() => {}
             _ = draining.wait_for(|draining| *draining) => return,
         }
-        let leader = handle
-            .call(|system| {
-                let id = system.find("replica")?;
-                let raft = system.actor::<ReplicaActor>(id)?.raft()?;
-                Some(raft.leader())
+        let info = follow.info.clone();
+        let sampled = follow
+            .handle
+            .call(move |system| {
+                let sample = sample_of(system, &info, 0, false);
+                (sample.status.role, sample.status.leader, sample.health)
             })
             .await;
-        match leader {
-            Ok(Some(leader)) => gateway.set_leader_hint(leader),
-            Ok(None) => {}
-            Err(_) => return,
+        let Ok((role, leader, health)) = sampled else {
+            return;
+        };
+        if role != "starting" {
+            follow.gateway.set_leader_hint(leader.map(NodeId));
         }
+        let read_only = health.read_only.is_some();
+        let degraded = health.reason().is_some();
+        follow.metrics.set_health(degraded, read_only);
+        follow.health.set(health);
     }
 }
 
@@ -332,6 +392,7 @@ struct NodeSource {
 /// Everything read from the node loop in one step.
 struct Sample {
     status: NodeStatus,
+    health: HealthState,
     raft: Vec<(String, u64)>,
     replica: Vec<(String, u64)>,
     actors: Vec<ActorRow>,
@@ -371,8 +432,29 @@ fn actor_rows(system: &System) -> Vec<ActorRow> {
         .collect()
 }
 
-/// Reads the node's state inside the node loop.
+/// Reads the node's state inside the node loop, with the followers' lag.
 fn sample(system: &System, info: &NodeInfo, connections: u64) -> Sample {
+    sample_of(system, info, connections, true)
+}
+
+/// Reads the node's state inside the node loop; `with_lag` sums the followers' lag in
+/// bytes (a scan of up to `LAG_ENTRIES_SCANNED_MAX` entries each).
+fn sample_of(system: &System, info: &NodeInfo, connections: u64, with_lag: bool) -> Sample {
+    let mut sample = sample_status(system, info, connections, with_lag);
+    let storage_failure = system
+        .find("replica")
+        .and_then(|id| system.actor::<ReplicaActor>(id))
+        .and_then(|replica| replica.storage_failure().map(str::to_string));
+    sample.health = crate::health::assess(
+        &sample.status,
+        info.degraded_after_ms,
+        storage_failure.as_deref(),
+    );
+    sample.status.degraded = sample.health.reason();
+    sample
+}
+
+fn sample_status(system: &System, info: &NodeInfo, connections: u64, with_lag: bool) -> Sample {
     let mut status = NodeStatus {
         node: info.node.0,
         cluster_id: info.cluster_id,
@@ -388,6 +470,9 @@ fn sample(system: &System, info: &NodeInfo, connections: u64) -> Sample {
         learners: Vec::new(),
         followers: Vec::new(),
         leader_contact_ms: None,
+        clock_skew_ppm_max: 0,
+        lease_suspended_by_skew: false,
+        degraded: None,
         keys: 0,
         revision: 0,
         sessions: 0,
@@ -406,6 +491,7 @@ fn sample(system: &System, info: &NodeInfo, connections: u64) -> Sample {
     else {
         return Sample {
             status,
+            health: HealthState::default(),
             raft: Vec::new(),
             replica: Vec::new(),
             actors,
@@ -436,6 +522,11 @@ fn sample(system: &System, info: &NodeInfo, connections: u64) -> Sample {
             stats.peer_messages_spoofed,
         ),
         ("sends_failed".to_string(), stats.sends_failed),
+        ("storage_failures".to_string(), stats.storage_failures),
+        (
+            "peer_messages_read_only".to_string(),
+            stats.peer_messages_read_only,
+        ),
     ]);
     if let (Some(raft), Some(kv)) = (replica.raft(), replica.kv()) {
         let membership = raft.membership();
@@ -460,6 +551,8 @@ fn sample(system: &System, info: &NodeInfo, connections: u64) -> Sample {
                 now.saturating_duration_since(at).as_nanos() / 1_000_000
             })
         };
+        status.clock_skew_ppm_max = raft.clock_skew_ppm_max();
+        status.lease_suspended_by_skew = raft.lease_suspended_by_skew();
         let now_ns = unix_ns();
         let last = raft.last_index();
         status.followers = raft
@@ -469,7 +562,8 @@ fn sample(system: &System, info: &NodeInfo, connections: u64) -> Sample {
                 let lag_entries = last.0.saturating_sub(view.match_index.0);
                 let mut lag_bytes = 0u64;
                 let first_missing = synod_core::LogIndex(view.match_index.0 + 1);
-                let scan_end = first_missing.0 + lag_entries.min(LAG_ENTRIES_SCANNED_MAX);
+                let scanned_max = if with_lag { LAG_ENTRIES_SCANNED_MAX } else { 0 };
+                let scan_end = first_missing.0 + lag_entries.min(scanned_max);
                 for index in first_missing.0..scan_end {
                     if let Some(entry) = raft.entry(synod_core::LogIndex(index)) {
                         lag_bytes += entry.size() as u64;
@@ -513,6 +607,10 @@ fn sample(system: &System, info: &NodeInfo, connections: u64) -> Sample {
             ("reads_lease".to_string(), raft_stats.reads_lease),
             ("reads_read_index".to_string(), raft_stats.reads_read_index),
             (
+                "lease_refused_skew".to_string(),
+                raft_stats.lease_refused_skew,
+            ),
+            (
                 "messages_stale_term".to_string(),
                 raft_stats.messages_stale_term,
             ),
@@ -521,6 +619,7 @@ fn sample(system: &System, info: &NodeInfo, connections: u64) -> Sample {
     }
     Sample {
         status,
+        health: HealthState::default(),
         raft: raft_figures,
         replica: replica_figures,
         actors,

@@ -83,6 +83,17 @@ pub struct NodeStatus {
     /// Milliseconds since this node last heard from a leader (0 on the leader itself,
     /// `None`: never).
     pub leader_contact_ms: Option<u64>,
+    /// The largest clock-rate skew this node, as leader, has proven towards a voter within
+    /// its measuring horizon, in parts per million (the lower bound of the measurement).
+    pub clock_skew_ppm_max: u64,
+    /// Whether lease reads are suspended because that skew exceeds the lease's drift bound
+    /// (lease reads then take the ReadIndex path).
+    pub lease_suspended_by_skew: bool,
+    /// Why this node cannot serve requests that need a quorum or its disk, when it cannot:
+    /// it lost contact with a majority (no leader heard from for a while, or a leader that
+    /// hears from too few voters), or its disk is full or failing (it is read-only). Stale
+    /// reads are served either way. `None`: healthy.
+    pub degraded: Option<String>,
     /// Keys holding a value in the applied state (DBSIZE).
     pub keys: u64,
     /// The state machine's revision.

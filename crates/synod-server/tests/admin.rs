@@ -79,6 +79,10 @@ impl FakeNode {
             learners: Vec::new(),
             followers,
             leader_contact_ms: Some(0),
+            // The leader has measured a follower's clock 5% fast: leases are suspended.
+            clock_skew_ppm_max: if leader == self.node { 48_951 } else { 0 },
+            lease_suspended_by_skew: leader == self.node,
+            degraded: None,
             keys: 42,
             revision: 100,
             sessions: 3,
@@ -238,6 +242,8 @@ async fn json_routes_answer_with_the_nodes_state() -> anyhow::Result<()> {
     assert_eq!(status["role"], "follower");
     assert_eq!(status["leader"], 1);
     assert_eq!(status["term"], 3);
+    assert_eq!(status["clock_skew_ppm_max"], 0);
+    assert_eq!(status["lease_suspended_by_skew"], false);
     assert_eq!(status["members"].as_array().map(Vec::len), Some(3));
     assert_eq!(
         status["members"][0]["http_address"],
@@ -384,7 +390,7 @@ async fn metrics_are_valid_prometheus_text() -> anyhow::Result<()> {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let samples = parse_exposition(&answer.body)?;
-    let expected: [(&str, f64); 14] = [
+    let expected: [(&str, f64); 16] = [
         (
             r#"synod_commands_total{command="get",level="linearizable",outcome="ok"}"#,
             1.0,
@@ -405,6 +411,8 @@ async fn metrics_are_valid_prometheus_text() -> anyhow::Result<()> {
         ("synod_connections_opened_total", 2.0),
         ("synod_connections_refused_total", 1.0),
         ("synod_raft_term", 3.0),
+        ("synod_raft_clock_skew_ppm_max", 48_951.0),
+        ("synod_raft_lease_suspended_by_skew", 1.0),
         ("synod_raft_leader_changes_total", 2.0),
         ("synod_replica_entries_applied_total", 100.0),
         ("synod_wal_fsyncs_total", 40.0),

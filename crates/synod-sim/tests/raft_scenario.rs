@@ -59,7 +59,8 @@ fn assert_all_passed(outcome: &SweepOutcome) {
 fn a_fault_free_run_elects_a_leader_commits_and_is_linearizable() {
     // Checks that without faults (and without the operator's changes) the cluster elects
     // one leader, commits thousands of entries, serves reads at both levels, that its
-    // history is linearizable, and that with its stale reads it keeps the session guarantees.
+    // history is linearizable, and that with its stale reads it keeps the session guarantees
+    // and is sequentially consistent.
     let options = RunOptions {
         safety_duration: Duration::from_secs(5),
         ..RunOptions::with_faults(FaultMix::none())
@@ -70,7 +71,8 @@ fn a_fault_free_run_elects_a_leader_commits_and_is_linearizable() {
     assert_eq!(figure(&run, "lease_reads"), "on");
     assert_eq!(
         figure(&run, "history_verdict"),
-        "linearizable=valid lost-writes=valid stale-included-session=valid"
+        "linearizable=valid lost-writes=valid stale-included-sequential=valid \
+         stale-included-session=valid"
     );
     let number = |name| figure(&run, name).parse::<u64>().unwrap();
     assert!(number("commit_index_max") > 1_000, "{:?}", run.report);

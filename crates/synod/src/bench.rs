@@ -17,8 +17,12 @@ use crate::scenarios;
 
 // Declared here rather than in main.rs, which another change is editing; `path` keeps the file
 // beside its siblings (src/bench_load.rs).
+#[path = "bench_elections.rs"]
+mod bench_elections;
 #[path = "bench_load.rs"]
 mod bench_load;
+#[path = "bench_overload.rs"]
+mod bench_overload;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -84,6 +88,14 @@ pub enum BenchCommand {
     /// Closed-loop load against a running synod, Redis or etcd: throughput, HDR latency
     /// percentiles and checked reads; prints one JSON line (and a history with --history).
     Load(bench_load::LoadArgs),
+    /// A cluster offered 3x its peak write rate open-loop, with load shedding on and then
+    /// off: accepted throughput, p99 of accepted requests, refusals, leader changes and
+    /// each node's peak RSS; prints lines and one JSON line.
+    Overload(bench_overload::OverloadArgs),
+    /// Phi-accrual leader suspicion against the randomized election timeout in the
+    /// simulator: time to detect a crashed leader and to replace it, and elections started
+    /// needlessly under jitter and pauses, over many seeds; prints a Markdown table.
+    Elections(bench_elections::ElectionsArgs),
 }
 
 pub fn run(command: BenchCommand) -> Result<ExitCode> {
@@ -102,6 +114,8 @@ pub fn run(command: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Detector { seeds, safety_secs } => bench_detector(seeds, safety_secs),
         BenchCommand::Check(args) => crate::bench_check::run(&args),
         BenchCommand::Load(args) => bench_load::run(&args),
+        BenchCommand::Overload(args) => bench_overload::run(&args),
+        BenchCommand::Elections(args) => bench_elections::run(&args),
         BenchCommand::Kv { keys, value_size } => {
             println!("{}", crate::bench_kv::run(keys, value_size)?);
             Ok(ExitCode::SUCCESS)

@@ -97,9 +97,13 @@ pub struct LoadArgs {
     /// Bytes per value.
     #[arg(long, default_value_t = 256)]
     pub value_size: usize,
-    /// Distinct keys, key:0 .. key:<keys-1>.
+    /// Distinct keys, key:0 .. key:<keys-1> (shifted by --key-offset).
     #[arg(long, default_value_t = 10_000)]
     pub keys: u64,
+    /// The first key's number: runs with disjoint ranges never read each other's writes
+    /// (each run's history then holds every write its reads can see).
+    #[arg(long, default_value_t = 0)]
+    pub key_offset: u64,
     /// Length of the measured phase.
     #[arg(long, default_value_t = 10)]
     pub duration_secs: u64,
@@ -145,6 +149,13 @@ impl LoadArgs {
             bail!(
                 "bench load: --keys ({}) must be in 1..={KEYS_MAX}",
                 self.keys
+            );
+        }
+        if self.key_offset > u64::MAX / 2 {
+            bail!(
+                "bench load: --key-offset ({}) must be at most {}",
+                self.key_offset,
+                u64::MAX / 2
             );
         }
         if self.duration_secs == 0 || self.timeout_ms == 0 {
@@ -472,8 +483,9 @@ impl LoadClient {
         let mut key = context.index as u64;
         // Bounded by the key count.
         while key < keys {
-            if self.put(context, key, false).await? {
-                self.result.warmed.push(key);
+            let number = context.args.key_offset + key;
+            if self.put(context, number, false).await? {
+                self.result.warmed.push(number);
             }
             key += self.clients;
         }
@@ -481,7 +493,7 @@ impl LoadClient {
     }
 
     async fn step(&mut self, context: &mut ClientContext) -> Result<()> {
-        let key = context.prng.below(context.args.keys);
+        let key = context.args.key_offset + context.prng.below(context.args.keys);
         let read = match context.args.workload {
             Workload::Put => false,
             Workload::Get | Workload::Cas => true,

@@ -10,12 +10,20 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value as Json;
+use synod_check::html::escape;
 
 #[derive(Subcommand, Debug)]
 pub enum LabCommand {
     /// Latency and throughput of writes and of reads at each level, no faults (PACELC's
     /// "else": the price of consistency when nothing is wrong).
     Latency(LatencyArgs),
+    /// Lease reads while one node's clock drifts inside and then outside the lease's drift
+    /// bound: the leader measures the skew and suspends the lease; every history checked.
+    Skew(crate::lab_skew::SkewArgs),
+    /// CAP, measured: the leader partitioned into a minority; per read level and side, the
+    /// share of requests that succeeded and whether the history stayed consistent. Always
+    /// starts its own cluster (it must control the links between the nodes).
+    Partition(crate::lab_partition::PartitionArgs),
 }
 
 #[derive(Args, Debug)]
@@ -50,6 +58,8 @@ const SECONDS_MAX: u64 = 3_600;
 pub fn run(command: &LabCommand) -> anyhow::Result<ExitCode> {
     match command {
         LabCommand::Latency(args) => latency(args),
+        LabCommand::Skew(args) => crate::lab_skew::run(args),
+        LabCommand::Partition(args) => crate::lab_partition::run(args),
     }
 }
 
@@ -100,9 +110,9 @@ const ROWS: [(&str, &str, Option<&str>, &str); 5] = [
 ];
 
 /// A cluster the lab started with `synod up`, stopped with SIGTERM when dropped.
-struct LabCluster {
-    up: Child,
-    dir: PathBuf,
+pub(crate) struct LabCluster {
+    pub(crate) up: Child,
+    pub(crate) dir: PathBuf,
 }
 
 impl Drop for LabCluster {
@@ -174,7 +184,7 @@ fn measure(
 }
 
 /// Waits until the cluster serves writes (a leader is elected), bounded in time.
-fn wait_for_leader(exe: &Path, endpoints: &str) -> anyhow::Result<()> {
+pub(crate) fn wait_for_leader(exe: &Path, endpoints: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let status = Command::new(exe)
@@ -248,13 +258,13 @@ fn latency(args: &LatencyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn figure(result: &Json, name: &str) -> u64 {
+pub(crate) fn figure(result: &Json, name: &str) -> u64 {
     result[name]
         .as_f64()
         .map_or(0, |value| value.max(0.0) as u64)
 }
 
-fn millis(micros: u64) -> String {
+pub(crate) fn millis(micros: u64) -> String {
     format!("{:.2}", micros as f64 / 1_000.0)
 }
 
@@ -334,7 +344,7 @@ fn render_html(args: &LatencyArgs, rows: &[Row]) -> String {
              <rect x=\"640\" y=\"{}\" width=\"{}\" height=\"12\" fill=\"#198754\"/>\
              <text x=\"{}\" y=\"{}\">{} ops/s</text>",
             y + 10,
-            html_escape(row.name),
+            escape(row.name),
             y,
             width(p99, p99_max),
             y,
@@ -356,8 +366,8 @@ fn render_html(args: &LatencyArgs, rows: &[Row]) -> String {
         let _ = write!(
             explanations,
             "<li><b>{}</b>: {}</li>",
-            html_escape(row.name),
-            html_escape(row.explanation)
+            escape(row.name),
+            escape(row.explanation)
         );
     }
     format!(
@@ -373,10 +383,4 @@ fn render_html(args: &LatencyArgs, rows: &[Row]) -> String {
          bounded clock drift (lease), for speed.</p></body></html>\n",
         args.clients, args.keys, args.value_size, args.seconds
     )
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }

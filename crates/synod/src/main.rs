@@ -12,6 +12,8 @@ mod bench_wal;
 mod check;
 mod history_lines;
 mod lab;
+mod lab_partition;
+mod lab_skew;
 mod nemesis;
 mod raw_disk;
 mod scenarios;

@@ -21,16 +21,19 @@ struct Cluster {
     nodes: u64,
     /// More flags for `synod up`.
     extra: Vec<String>,
+    /// Environment variables for `synod up`, which its servers inherit (`SYNOD_*` config).
+    env: Vec<(String, String)>,
 }
 
 /// A base port for test `slot`'s cluster whose nine ports are free now: candidates are
 /// spread apart by process and slot, and a taken one moves on to the next.
 fn base_port(slot: u16) -> u16 {
-    // Six slots of 300 ports per process, 25 processes apart: no two tests share a range.
-    assert!(slot < 6, "slot {slot}: the port plan has six slots");
+    // Eight slots of 225 ports per process (a slot uses base+1 to base+204), 25 processes
+    // apart: no two tests share a range.
+    assert!(slot < 8, "slot {slot}: the port plan has eight slots");
     let first = (std::process::id() % 25) as u16;
     (0..25)
-        .map(|step| 20_000 + ((first + step) % 25) * 1_800 + slot * 300)
+        .map(|step| 20_000 + ((first + step) % 25) * 1_800 + slot * 225)
         .find(|base| {
             (1..=4).all(|id| {
                 [0, 100, 200].iter().all(|offset| {
@@ -47,6 +50,10 @@ impl Cluster {
     }
 
     fn start_with(nodes: u64, slot: u16, extra: &[&str]) -> Cluster {
+        Cluster::start_with_env(nodes, slot, extra, &[])
+    }
+
+    fn start_with_env(nodes: u64, slot: u16, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
         let name = format!("synod-cluster-test-{}-{slot}", std::process::id());
         let dir = std::env::temp_dir().join(name);
         let _ = std::fs::remove_dir_all(&dir);
@@ -57,6 +64,10 @@ impl Cluster {
             base,
             nodes,
             extra: extra.iter().map(|arg| arg.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
         };
         cluster.launch();
         cluster
@@ -71,6 +82,7 @@ impl Cluster {
             .arg("--seconds")
             .arg("300")
             .args(&self.extra)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -609,4 +621,164 @@ fn lab_latency_measures_every_level_and_writes_its_report() {
         "{html}"
     );
     let _ = std::fs::remove_dir_all(&report);
+}
+
+#[test]
+fn lab_skew_suspends_the_lease_outside_the_drift_bound_and_keeps_every_history_linearizable() {
+    // Checks `synod lab skew` end to end on a cluster it starts: the lease is served with no
+    // skew and with a drift inside the bound, suspended (lease reads refused for skew) with a
+    // drift far outside it, served again once the drift is removed, and every phase's
+    // history is linearizable; the Markdown and HTML reports are written.
+    let base = base_port(6);
+    let report = std::env::temp_dir().join(format!("synod-lab-skew-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&report);
+    let output = Command::new(env!("CARGO_BIN_EXE_synod"))
+        .args([
+            "lab",
+            "skew",
+            "--seconds",
+            "1",
+            "--clients",
+            "4",
+            "--keys",
+            "20",
+        ])
+        .args(["--base-port", &base.to_string()])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("run synod lab skew");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let row = |phase: &str| -> Vec<String> {
+        let line = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("| {phase} |")))
+            .unwrap_or_else(|| panic!("no row {phase}:\n{stdout}"));
+        line.split(" | ").map(str::to_string).collect()
+    };
+    // Columns: phase, drift, lease after the change, skew proven, lease at the end, reads
+    // by lease, reads by ReadIndex, refused for skew, ops/s, read p50 / p99, history.
+    let number = |cells: &[String], column: usize| cells[column].parse::<u64>().unwrap();
+    for phase in ["no skew", "inside the bound", "back inside"] {
+        let cells = row(phase);
+        assert_eq!(cells[4], "served", "{phase}:\n{stdout}");
+        assert_eq!(number(&cells, 7), 0, "{phase}:\n{stdout}");
+        assert!(number(&cells, 5) > 0, "{phase}:\n{stdout}");
+        assert_eq!(cells[10], "linearizable", "{phase}:\n{stdout}");
+    }
+    let outside = row("outside the bound");
+    assert_eq!(outside[4], "suspended", "{stdout}");
+    assert!(number(&outside, 7) > 0, "{stdout}");
+    assert_eq!(outside[10], "linearizable", "{stdout}");
+    let markdown = std::fs::read_to_string(report.join("lab-skew.md")).expect("markdown");
+    assert!(markdown.contains("What the columns mean"), "{markdown}");
+    let html = std::fs::read_to_string(report.join("lab-skew.html")).expect("html");
+    assert!(
+        html.contains("<svg") && html.contains("outside the bound"),
+        "{html}"
+    );
+    let _ = std::fs::remove_dir_all(&report);
+}
+
+/// The `"term"` of node `id`'s `/status`.
+fn status_term(cluster: &Cluster, id: u64) -> u64 {
+    let response = http(cluster.http(id), "GET", "/status", "");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    let status: serde_json::Value = serde_json::from_str(body).expect("/status is JSON");
+    status["term"].as_u64().expect("a term")
+}
+
+fn info_text(conn: &mut Conn, section: &str) -> String {
+    match conn.call(&["INFO", section]) {
+        Some(Reply::Bulk(Some(text))) => String::from_utf8_lossy(&text).into_owned(),
+        other => panic!("INFO {section}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_flood_over_the_admission_limit_is_refused_with_busy_and_a_node_without_quorum_says_so() {
+    // Checks overload protection on real processes: with the client-request limit fixed at
+    // 4 (one slot kept for critical requests, no queue), 200 pipelined writes at the leader
+    // get some -BUSY ... retry later refusals at once and the rest succeed; PING and INFO
+    // are still answered, the refusals are counted in /metrics, and no node's term moves
+    // (the leader keeps its lead). Then a follower cut off from the other two (both
+    // SIGSTOPped) reports itself degraded in INFO, refuses a write with -TRYAGAIN no quorum
+    // without waiting out the request timeout, and still serves a stale read.
+    let env = [
+        ("SYNOD_RESILIENCE__LIMIT_MIN", "4"),
+        ("SYNOD_RESILIENCE__LIMIT_INITIAL", "4"),
+        ("SYNOD_RESILIENCE__LIMIT_MAX", "4"),
+        ("SYNOD_RESILIENCE__QUEUE_CAPACITY", "0"),
+        ("SYNOD_RESILIENCE__RESERVED_FOR_HIGH", "0"),
+        ("SYNOD_RESILIENCE__RESERVED_FOR_CRITICAL", "1"),
+        ("SYNOD_LIMITS__REQUEST_TIMEOUT_MS", "60000"),
+    ];
+    let cluster = Cluster::start_with_env(3, 7, &[], &env);
+    let leader = cluster.leader();
+    let mut conn = connect(cluster.resp(leader)).expect("connect to the leader");
+    assert_eq!(conn.call(&["SET", "flood", "before"]), Some(ok()));
+    let terms_before: Vec<u64> = (1..=3).map(|id| status_term(&cluster, id)).collect();
+    let keys: Vec<String> = (0..200).map(|index| format!("flood-{index}")).collect();
+    let mut pipeline = String::new();
+    for key in &keys {
+        pipeline.push_str(&format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$1\r\nv\r\n",
+            key.len()
+        ));
+    }
+    conn.stream
+        .write_all(pipeline.as_bytes())
+        .expect("send the flood");
+    let (mut busy, mut written) = (0, 0);
+    for key in &keys {
+        match conn.receive().expect("a reply") {
+            Reply::Simple(text) if text == "OK" => written += 1,
+            Reply::Error(text) if text.starts_with("BUSY synod is overloaded") => {
+                assert!(text.ends_with("retry later"), "{text}");
+                busy += 1;
+            }
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    assert!(busy > 0, "no request was refused: {written} written");
+    assert!(written > 0, "every request was refused");
+    assert_eq!(conn.call(&["PING"]), Some(Reply::Simple("PONG".into())));
+    assert!(info_text(&mut conn, "synod").contains("synod_degraded:0"));
+    let metrics = http(cluster.http(leader), "GET", "/metrics", "");
+    assert!(
+        metrics.contains(
+            r#"synod_admission_total{priority="high",group="default",outcome="refused"}"#
+        ),
+        "{metrics}"
+    );
+    let terms_after: Vec<u64> = (1..=3).map(|id| status_term(&cluster, id)).collect();
+    assert_eq!(terms_before, terms_after, "a term moved during the flood");
+    assert!(cluster.says_it_leads(leader));
+
+    // Cut one follower off: stop the other two processes.
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let others: Vec<u64> = (1..=3).filter(|id| *id != follower).collect();
+    for id in &others {
+        signal(cluster.pid(*id), "-STOP");
+    }
+    let mut cut = connect(cluster.resp(follower)).expect("connect to the follower");
+    wait_for(Duration::from_secs(30), || {
+        info_text(&mut cut, "synod").contains("synod_degraded:1")
+    });
+    let info = info_text(&mut cut, "synod");
+    assert!(info.contains("synod_degraded_reason:no quorum"), "{info}");
+    match cut.call(&["SET", "flood", "after"]) {
+        Some(Reply::Error(text)) => assert!(text.starts_with("TRYAGAIN no quorum"), "{text}"),
+        other => panic!("a write without quorum: {other:?}"),
+    }
+    assert_eq!(cut.call(&["SYNOD.READ-LEVEL", "stale"]), Some(ok()));
+    assert_eq!(cut.call(&["GET", "flood"]), Some(bulk("before")));
+    for id in &others {
+        signal(cluster.pid(*id), "-CONT");
+    }
 }

@@ -2,6 +2,7 @@
 //! [`crate::Scenario`] interface.
 
 pub mod heartbeat;
+pub mod leader_crash;
 pub mod pingpong;
 pub mod raft;
 pub mod raft_client;

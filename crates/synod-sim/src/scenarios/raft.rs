@@ -43,7 +43,9 @@ use synod_kv::{KvConfig, KvStore};
 use synod_node::client::ReadConsistency;
 use synod_node::raft_storage::RaftStorageConfig;
 use synod_node::replica::{ReplicaActor, ReplicaConfig};
-use synod_raft::{Entry, EntryPayload, LeaseConfig, Raft, RaftConfig, RaftStats, Role};
+use synod_raft::{
+    Entry, EntryPayload, LeaderSuspicion, LeaseConfig, Raft, RaftConfig, RaftStats, Role,
+};
 
 use super::raft_client::{
     Client, ClientAnomaly, HistoryEvent, HistoryKind, StaleReadServed, Workload,
@@ -134,6 +136,7 @@ struct RaftTotals {
     snapshots_installed: u64,
     reads_lease: u64,
     reads_read_index: u64,
+    lease_refused_skew: u64,
 }
 
 impl RaftTotals {
@@ -146,6 +149,7 @@ impl RaftTotals {
         self.snapshots_installed += stats.snapshots_installed;
         self.reads_lease += stats.reads_lease;
         self.reads_read_index += stats.reads_read_index;
+        self.lease_refused_skew += stats.lease_refused_skew;
     }
 }
 
@@ -494,10 +498,13 @@ impl HistoryBook {
             if !with_stale && event.consistency == Some(ReadConsistency::Stale) {
                 continue;
             }
+            let index = event
+                .index
+                .map_or(String::new(), |index| format!(",\"index\":{index}"));
             let _ = writeln!(
                 text,
                 "{{\"process\":{},\"type\":\"{}\",\"f\":\"{}\",\"key\":\"k{}\",\"value\":{},\
-                 \"time\":{}}}",
+                 \"time\":{}{index}}}",
                 event.process,
                 event.kind.name(),
                 event.call.function_name(),
@@ -539,6 +546,11 @@ fn call_value_json(call: &Call) -> String {
 /// The per-key order search budget of the session check with stale reads (configurations).
 const SESSION_KEY_NODES_MAX: u64 = 1 << 18;
 
+/// The budget of the whole-history sequential search with stale reads (configurations).
+/// Most runs need none: the order the replies report (store revisions) is verified instead.
+/// Running out leaves the model unknown, never valid, and only a violation fails the run.
+const SEQUENTIAL_NODES_MAX: u64 = 1 << 16;
+
 /// The scenario.
 pub struct RaftScenario {
     nodes_count: usize,
@@ -570,6 +582,8 @@ pub struct RaftScenario {
     /// Operator changes the leader carried out (applied or started) and refused.
     operator_changes_done: u64,
     operator_changes_refused: u64,
+    /// How every replica's followers suspect their leader.
+    leader_suspicion: LeaderSuspicion,
     /// The deliberate protocol bugs every replica runs with.
     #[cfg(feature = "planted-bugs")]
     planted: synod_raft::PlantedBugs,
@@ -616,6 +630,7 @@ impl RaftScenario {
 
             operator_changes_done: 0,
             operator_changes_refused: 0,
+            leader_suspicion: LeaderSuspicion::RandomizedTimeout,
             #[cfg(feature = "planted-bugs")]
             planted: synod_raft::PlantedBugs::default(),
         }
@@ -631,6 +646,12 @@ impl RaftScenario {
 
     pub fn with_clock_drift_ppm_max(mut self, drift_ppm_max: i64) -> RaftScenario {
         self.clock_drift_ppm_max = drift_ppm_max;
+        self
+    }
+
+    /// Runs every replica with `suspicion` instead of the randomized election timeout.
+    pub fn with_leader_suspicion(mut self, suspicion: LeaderSuspicion) -> RaftScenario {
+        self.leader_suspicion = suspicion;
         self
     }
 
@@ -835,7 +856,9 @@ impl RaftScenario {
             ));
         }
         // With the stale reads too: each carries its client's session token, so the whole
-        // history keeps the session guarantees (read-your-writes, monotonic reads, ...).
+        // history keeps the session guarantees (read-your-writes, monotonic reads, ...), and
+        // it is sequentially consistent: the store's revision order, which every reply
+        // reports, is one order that respects every client's own order.
         let text = self.history.jsonl(true);
         let history = parse_history(&text, ParseOptions::default()).map_err(|error| {
             format!("the recorded history is malformed (a scenario bug): {error}")
@@ -843,7 +866,7 @@ impl RaftScenario {
         let options = CheckOptions {
             models: Models {
                 linearizable: false,
-                sequential: false,
+                sequential: true,
                 session: true,
                 lost_writes: false,
             },
@@ -851,6 +874,7 @@ impl RaftScenario {
             // over the key's order, bounded so every seed stays quick: running out leaves a
             // guarantee undecided, never valid, and only a violation fails the run.
             key_sequential_nodes_max: SESSION_KEY_NODES_MAX,
+            sequential_nodes_max: SEQUENTIAL_NODES_MAX,
             memory_bytes_max: CHECK_MEMORY_BYTES_MAX,
             threads: 1,
             ..CheckOptions::default()
@@ -891,8 +915,8 @@ impl Scenario for RaftScenario {
     }
 
     fn boot(&mut self, node: NodeId, system: &mut System) {
-        #[cfg_attr(not(feature = "planted-bugs"), expect(unused_mut))]
         let mut config = scenario_replica_config(self.nodes_count, self.lease());
+        config.raft.leader_suspicion = self.leader_suspicion.clone();
         #[cfg(feature = "planted-bugs")]
         {
             config.planted = self.planted;
@@ -1000,6 +1024,7 @@ impl Scenario for RaftScenario {
                 totals.reads_read_index.to_string(),
             ),
             ("lease_reads", on_off(self.lease().is_some()).to_string()),
+            ("lease_refused_skew", totals.lease_refused_skew.to_string()),
             ("commit_index_max", commits.to_string()),
             ("entries_compared", self.safety.entries_compared.to_string()),
             ("digests_compared", self.safety.digests_compared.to_string()),

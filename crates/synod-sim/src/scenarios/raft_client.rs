@@ -181,6 +181,10 @@ pub struct HistoryEvent {
     pub call: Call,
     /// The read's consistency level; `None` for writes.
     pub consistency: Option<ReadConsistency>,
+    /// On an ok completion, its place in the store's order from the revision the reply
+    /// carried (`outcome_revision`; a retry's cached reply keeps the first revision). The
+    /// checker's hint for the order of the sequential check.
+    pub index: Option<u64>,
 }
 
 /// Observation: a stale read was answered (these are not linearizable by design, so they
@@ -350,6 +354,7 @@ impl Client {
         key: u8,
         call: &Call,
         consistency: Option<ReadConsistency>,
+        index: Option<u64>,
     ) {
         ctx.observe(HistoryEvent {
             process: self.process(),
@@ -358,6 +363,7 @@ impl Client {
             key,
             call: call.clone(),
             consistency,
+            index: index.filter(|_| kind == HistoryKind::Ok),
         });
     }
 
@@ -521,7 +527,7 @@ impl Client {
         };
         if self.send(ctx, target, chosen.body, purpose) {
             let kind = HistoryKind::Invoke;
-            self.observe(ctx, kind, key, &chosen.call, chosen.consistency);
+            self.observe(ctx, kind, key, &chosen.call, chosen.consistency, None);
         }
     }
 
@@ -555,7 +561,7 @@ impl Client {
                 key,
                 call,
                 consistency,
-            } => self.complete(ctx, key, &call, consistency, HistoryKind::Info),
+            } => self.complete(ctx, key, &call, consistency, HistoryKind::Info, None),
             Purpose::Register => self.schedule_next(ctx),
         }
     }
@@ -584,8 +590,9 @@ impl Client {
                 consistency,
             } => {
                 let outcome = response.outcome;
+                let revision = outcome_revision(&outcome);
                 let kind = self.judge(ctx, inbound.from, key, &mut call, consistency, outcome);
-                self.complete(ctx, key, &call, consistency, kind);
+                self.complete(ctx, key, &call, consistency, kind, revision);
             }
         }
     }
@@ -628,8 +635,9 @@ impl Client {
         call: &Call,
         consistency: Option<ReadConsistency>,
         kind: HistoryKind,
+        index: Option<u64>,
     ) {
-        self.observe(ctx, kind, key, call, consistency);
+        self.observe(ctx, kind, key, call, consistency, index);
         if kind == HistoryKind::Ok {
             self.last_seen[key as usize] = match call {
                 Call::Read(value) | Call::Write(value) | Call::Cas(_, value) => value.clone(),
@@ -792,6 +800,22 @@ impl Client {
 
 fn command(op: Operation) -> Vec<u8> {
     Command { session: None, op }.encode()
+}
+
+/// Where an outcome's reply places it in the store's order (see `HistoryEvent::index`): a
+/// change at revision R is 2R, and what leaves the store as it was at R (a read served at
+/// R, a delete of absent keys) is 2R + 1, after the change and in its process's order.
+fn outcome_revision(outcome: &Outcome) -> Option<u64> {
+    let (Outcome::Applied { response, .. } | Outcome::Read { response, .. }) = outcome else {
+        return None;
+    };
+    let (revision, changed) = match Response::decode(response).ok()? {
+        Response::Value { revision, .. } => (revision, false),
+        Response::Deleted { revision, count } => (revision, count > 0),
+        response => (response_revision(&response)?, true),
+    };
+    let position = revision.checked_mul(2)?;
+    Some(if changed { position } else { position + 1 })
 }
 
 fn response_revision(response: &Response) -> Option<u64> {

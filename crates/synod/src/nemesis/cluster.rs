@@ -1,16 +1,18 @@
-//! The cluster under test: N `synod server` processes on loopback whose peer traffic goes
-//! through the harness's proxies, and the process-level faults (kill -9 and restart,
-//! SIGSTOP and SIGCONT). Every process it started is killed by pid when it is dropped.
+//! The cluster under test: N `synod server` processes whose peer traffic goes through the
+//! run's network (`net.rs`: proxies on loopback or namespaces), and the process-level
+//! faults (kill -9 and restart, SIGSTOP and SIGCONT). Every process it started is killed by
+//! pid when it is dropped.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use synod_client::{Connection, parse_status};
 
-use super::proxy::Proxies;
+use super::net::{Network, NodeSetup};
 use crate::server::{MemberAddresses, config_text, pings, spawn_server};
 
 /// How long a node may take to answer PING after it starts.
@@ -18,9 +20,20 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a status query may take.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(300);
 
-/// Raft timings short enough that a fault shows within a second or two.
-const RAFT_SECTION: &str = "\n[raft]\nelection_timeout_ms = 300\nheartbeat_interval_ms = 50\n\
-                            \n[limits]\nrequest_timeout_ms = 1500\n";
+/// The election timeout of every node: short, so that a fault shows within a second or two.
+pub const ELECTION_TIMEOUT_MS: u64 = 300;
+/// The lease's clock drift bound of every node (written out, so clock faults know it).
+pub const LEASE_DRIFT_BOUND_PPM: u64 = 10_000;
+
+/// Raft timings, the lease bound, clock faults allowed (`POST /faults/clock`), and the
+/// request timeout.
+fn raft_section() -> String {
+    format!(
+        "\n[raft]\nelection_timeout_ms = {ELECTION_TIMEOUT_MS}\nheartbeat_interval_ms = 50\n\
+         lease_drift_bound_ppm = {LEASE_DRIFT_BOUND_PPM}\n\n[faults]\nclock = true\n\
+         \n[limits]\nrequest_timeout_ms = 1500\n"
+    )
+}
 
 /// One node's process and files.
 #[derive(Debug)]
@@ -30,6 +43,8 @@ pub struct Node {
     pub http: SocketAddr,
     pub peer: SocketAddr,
     pub dir: PathBuf,
+    /// The command words before `synod server` (`ip netns exec NS` on the namespace path).
+    launcher: Vec<String>,
     child: Option<Child>,
     paused: bool,
 }
@@ -43,7 +58,7 @@ impl Node {
         self.dir.join("synod.toml")
     }
 
-    fn log_path(&self) -> PathBuf {
+    pub fn log_path(&self) -> PathBuf {
         self.dir.join("synod.log")
     }
 }
@@ -53,14 +68,10 @@ impl Node {
 pub struct Cluster {
     pub nodes: Vec<Node>,
     exe: PathBuf,
-}
-
-/// A free port on loopback now (another process may take it before the node binds it; the
-/// node then fails to start and the harness reports it).
-fn free_address() -> anyhow::Result<SocketAddr> {
-    let listener =
-        std::net::TcpListener::bind(("127.0.0.1", 0)).context("cannot bind a port on 127.0.0.1")?;
-    Ok(listener.local_addr()?)
+    /// Nodes 1..=voters_count vote from the start; the others join when added as learners.
+    voters_count: u64,
+    /// Data directories other than `node-N/data` (the disk fault's tmpfs).
+    data_dirs: BTreeMap<u64, PathBuf>,
 }
 
 /// Sends `signal` (a `kill` option such as `-STOP`) to `pid`; true when delivered.
@@ -72,27 +83,39 @@ fn signal(pid: u32, signal: &str) -> bool {
 }
 
 impl Cluster {
-    /// Picks the nodes' addresses (before the proxies exist, since they forward to them).
-    pub fn plan(nodes_count: u64, dir: &Path) -> anyhow::Result<Cluster> {
+    /// The nodes where the network placed them (`Network::start`).
+    pub fn plan(setups: Vec<NodeSetup>, dir: &Path) -> anyhow::Result<Cluster> {
         let exe = std::env::current_exe().context("cannot find the synod executable")?;
-        let mut nodes = Vec::new();
-        for id in 1..=nodes_count {
-            nodes.push(Node {
-                id,
-                resp: free_address()?,
-                http: free_address()?,
-                peer: free_address()?,
-                dir: dir.join(format!("node-{id}")),
+        let nodes: Vec<Node> = setups
+            .into_iter()
+            .map(|setup| Node {
+                id: setup.id,
+                resp: setup.resp,
+                http: setup.http,
+                peer: setup.peer,
+                dir: dir.join(format!("node-{}", setup.id)),
+                launcher: setup.launcher,
                 child: None,
                 paused: false,
-            });
-        }
-        Ok(Cluster { nodes, exe })
+            })
+            .collect();
+        let voters_count = nodes.len() as u64;
+        Ok(Cluster {
+            nodes,
+            exe,
+            voters_count,
+            data_dirs: BTreeMap::new(),
+        })
     }
 
-    /// The members and their real peer addresses, for the proxies.
-    pub fn peer_addresses(&self) -> Vec<(u64, SocketAddr)> {
-        self.nodes.iter().map(|node| (node.id, node.peer)).collect()
+    /// Only nodes 1..=`count` vote from the start (before `start`).
+    pub fn set_voters_count(&mut self, count: u64) {
+        self.voters_count = count;
+    }
+
+    /// Node `id` keeps its data in `path` instead of `node-N/data` (before `start`).
+    pub fn set_data_dir(&mut self, id: u64, path: PathBuf) {
+        self.data_dirs.insert(id, path);
     }
 
     pub fn resp_addresses(&self) -> Vec<String> {
@@ -102,31 +125,34 @@ impl Cluster {
             .collect()
     }
 
-    /// Writes every node's config (peers through the proxies) and starts every node.
-    pub fn start(&mut self, proxies: &Proxies) -> anyhow::Result<()> {
+    /// Writes every node's config (peers as the network says) and starts every node.
+    pub fn start(&mut self, network: &Network) -> anyhow::Result<()> {
         for index in 0..self.nodes.len() {
             let node = &self.nodes[index];
             let mut members = Vec::new();
             for other in &self.nodes {
                 let peer = match other.id == node.id {
                     true => other.peer,
-                    false => proxies
-                        .address(node.id, other.id)
-                        .context("every link has a proxy")?,
+                    false => network
+                        .peer_address(node.id, other.id)
+                        .context("every link has a peer address")?,
                 };
                 members.push(MemberAddresses {
                     id: other.id,
                     peer,
                     resp: other.resp,
                     http: other.http,
-                    voter: true,
+                    voter: other.id <= self.voters_count,
                 });
             }
             std::fs::create_dir_all(&node.dir)
                 .with_context(|| format!("cannot create {}", node.dir.display()))?;
-            let comment = "Written by `synod nemesis`: peers are the harness's proxies.";
-            let mut text = config_text(comment, node.id, &node.dir.join("data"), &members)?;
-            text.push_str(RAFT_SECTION);
+            let comment = "Written by `synod nemesis`: peers are the harness's proxies or \
+                           namespace addresses.";
+            let data = self.data_dirs.get(&node.id).cloned();
+            let data = data.unwrap_or_else(|| node.dir.join("data"));
+            let mut text = config_text(comment, node.id, &data, &members)?;
+            text.push_str(&raft_section());
             std::fs::write(node.config_path(), text)
                 .with_context(|| format!("cannot write {}", node.config_path().display()))?;
             self.spawn(index)?;
@@ -136,7 +162,12 @@ impl Cluster {
 
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
         let node = &mut self.nodes[index];
-        let child = spawn_server(&self.exe, &node.config_path(), &node.log_path())?;
+        let child = spawn_node(
+            &node.launcher,
+            &self.exe,
+            &node.config_path(),
+            &node.log_path(),
+        )?;
         std::fs::write(node.dir.join("synod.pid"), format!("{}\n", child.id()))?;
         node.child = Some(child);
         node.paused = false;
@@ -285,6 +316,35 @@ impl Drop for Cluster {
             }
         }
     }
+}
+
+/// Starts `synod server` for a node, behind `launcher` when there is one (`ip netns exec
+/// NS` execs the server, so the child's pid is the server's).
+fn spawn_node(
+    launcher: &[String],
+    exe: &Path,
+    config_path: &Path,
+    log_path: &Path,
+) -> anyhow::Result<Child> {
+    let Some((program, arguments)) = launcher.split_first() else {
+        return spawn_server(exe, config_path, log_path);
+    };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    Command::new(program)
+        .args(arguments)
+        .arg(exe)
+        .arg("server")
+        .arg("--config")
+        .arg(config_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {} synod server", launcher.join(" ")))
 }
 
 async fn status_of(address: SocketAddr) -> Option<synod_client::ClusterStatus> {

@@ -6,27 +6,18 @@ use std::fmt;
 use synod_core::Prng;
 
 use super::cluster::Cluster;
-use super::proxy::{LinkMode, Proxies};
+use super::net::Network;
+use super::proxy::LinkMode;
 
-/// The families of fault `--faults` selects.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// The families of fault this module injects (`schedule::Kind` is what `--faults` selects).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FaultKind {
     /// kill -9 of a node (or of the leader), restarted on its data when healed.
     Kill,
     /// SIGSTOP of a node (or of the leader), SIGCONT when healed.
     Pause,
-    /// A network partition through the proxies.
+    /// A network partition (through the proxies or iptables in the namespaces).
     Partition,
-}
-
-impl FaultKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            FaultKind::Kill => "kill",
-            FaultKind::Pause => "pause",
-            FaultKind::Partition => "partition",
-        }
-    }
 }
 
 /// The shape of a partition.
@@ -90,34 +81,6 @@ impl fmt::Display for Fault {
                 write!(formatter, "partition {description} [{how}]")
             }
         }
-    }
-}
-
-/// Draws the kinds of the faults in rounds: each round is a random order of every selected
-/// kind, so a run with room for k rounds injects every kind at least k times.
-#[derive(Debug)]
-pub struct Schedule {
-    kinds: Vec<FaultKind>,
-    round: Vec<FaultKind>,
-}
-
-impl Schedule {
-    pub fn new(kinds: &[FaultKind]) -> Schedule {
-        let mut kinds = kinds.to_vec();
-        kinds.sort();
-        kinds.dedup();
-        Schedule {
-            kinds,
-            round: Vec::new(),
-        }
-    }
-
-    pub fn next_kind(&mut self, prng: &mut Prng) -> Option<FaultKind> {
-        if self.round.is_empty() {
-            self.round = self.kinds.clone();
-            prng.shuffle(&mut self.round);
-        }
-        self.round.pop()
     }
 }
 
@@ -216,15 +179,15 @@ fn plan_partition(nodes: &[u64], leader: Option<u64>, prng: &mut Prng) -> Fault 
 }
 
 /// Starts `fault`.
-pub fn inject(fault: &Fault, cluster: &mut Cluster, proxies: &Proxies) {
+pub fn inject(fault: &Fault, cluster: &mut Cluster, network: &mut Network) {
     match fault {
         Fault::Kill { node, .. } => cluster.kill(*node),
         Fault::Pause { node, .. } => cluster.pause(*node),
         Fault::Partition { links, reset, .. } => {
             for &(from, to) in links {
-                proxies.set_mode(from, to, LinkMode::Dropped);
+                network.set_mode(from, to, LinkMode::Dropped);
                 if *reset {
-                    proxies.reset(from, to);
+                    network.reset(from, to);
                 }
             }
         }
@@ -232,11 +195,11 @@ pub fn inject(fault: &Fault, cluster: &mut Cluster, proxies: &Proxies) {
 }
 
 /// Ends `fault`: restarts, continues, or heals every link.
-pub fn heal(fault: &Fault, cluster: &mut Cluster, proxies: &Proxies) -> anyhow::Result<()> {
+pub fn heal(fault: &Fault, cluster: &mut Cluster, network: &mut Network) -> anyhow::Result<()> {
     match fault {
         Fault::Kill { node, .. } => cluster.restart(*node)?,
         Fault::Pause { node, .. } => cluster.resume(*node),
-        Fault::Partition { .. } => proxies.heal(),
+        Fault::Partition { .. } => network.heal()?,
     }
     Ok(())
 }

@@ -1,16 +1,27 @@
 //! `synod nemesis`: a Jepsen-style test of real `synod server` processes on this machine.
 //!
-//! It starts a cluster whose peer links all pass through fault-injecting proxies
-//! (`proxy.rs`), runs closed-loop clients that record a history (`workload.rs`), injects a
-//! seeded random schedule of faults (kill -9 and restart, SIGSTOP/SIGCONT, partitions:
-//! `faults.rs`), heals everything, waits a quiet period, reads every key one last time, and
-//! judges the history with synod-check in-process (`report.rs`). docs/nemesis.md explains
-//! how to read the report.
+//! It starts a cluster whose peer links all pass through a network it controls (`net.rs`:
+//! fault-injecting proxies on loopback, `proxy.rs`, or a network namespace per node with
+//! iptables, `netns.rs`), runs closed-loop clients that record a history (`workload.rs`),
+//! injects a seeded random schedule of faults (kill -9 and restart, SIGSTOP/SIGCONT,
+//! partitions: `faults.rs`; clock skew, membership changes and a full disk: `schedule.rs`,
+//! one or several at once: `injector.rs`), heals everything, waits a quiet period, reads
+//! every key one last time, and judges the history with synod-check in-process. It reports
+//! in Markdown (`report.rs`) and in HTML with a timeline (`html.rs`, `timeline.rs`).
+//! docs/nemesis.md explains how to read the report.
 
-mod cluster;
+mod admin;
+pub(crate) mod cluster;
+mod disk;
 mod faults;
-mod proxy;
+mod html;
+mod injector;
+pub(crate) mod net;
+mod netns;
+pub(crate) mod proxy;
 mod report;
+mod schedule;
+mod timeline;
 mod workload;
 
 use std::path::PathBuf;
@@ -23,21 +34,11 @@ use synod_check::{CheckOptions, Models, ParseOptions, Verdict};
 use synod_core::Prng;
 
 use cluster::Cluster;
-use faults::{FaultKind, Schedule};
-use proxy::Proxies;
+use net::{NetMode, Network};
 use report::{FaultRecord, RunSummary};
+use schedule::{Kind, Selection};
 use workload::{Event, WorkloadConfig};
 
-/// Time after the start before the first fault.
-const WARM_UP: Duration = Duration::from_secs(2);
-/// How long a fault lasts: uniformly in [min, max] milliseconds.
-const FAULT_MS_MIN: u64 = 1_500;
-const FAULT_MS_MAX: u64 = 3_500;
-/// The pause between a heal and the next fault.
-const GAP_MS_MIN: u64 = 800;
-const GAP_MS_MAX: u64 = 2_000;
-/// The most faults of one run.
-const FAULTS_MAX: usize = 1_000;
 /// How long the clients wait for a leader before the workload starts.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(20);
 /// The checker's budget per key and for the whole-history sequential search.
@@ -52,14 +53,19 @@ pub struct NemesisArgs {
     /// How long the workload runs, faults and the final quiet period included.
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
-    /// The kinds of fault to inject (comma-separated).
+    /// The kinds of fault to inject (comma-separated): kill, pause, partition, clock,
+    /// membership, disk (root only), or all (every kind this machine allows).
     #[arg(
         long,
-        value_enum,
+        value_parser = schedule::parse_selection,
         value_delimiter = ',',
         default_value = "kill,pause,partition"
     )]
-    pub faults: Vec<FaultKind>,
+    pub faults: Vec<Selection>,
+    /// The chance that a fault starts while another is in force (at most two at once,
+    /// bounded so that a majority can make progress after the heal); 0: one at a time.
+    #[arg(long, default_value_t = 0.25)]
+    pub overlap: f64,
     /// The seed of the fault schedule and the workload (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -75,6 +81,10 @@ pub struct NemesisArgs {
     /// Keep the temporary directory (configs, data, logs, history) instead of removing it.
     #[arg(long)]
     pub keep: bool,
+    /// How peer traffic is carried and cut: proxies on loopback, or a network namespace per
+    /// node with iptables (root); auto picks netns when it can.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub net: NetMode,
 }
 
 impl NemesisArgs {
@@ -93,6 +103,9 @@ impl NemesisArgs {
         }
         if !(1..=1_000).contains(&self.keys) {
             bail!("--keys must be between 1 and 1000 (got {})", self.keys);
+        }
+        if !(0.0..=1.0).contains(&self.overlap) {
+            bail!("--overlap must be between 0 and 1 (got {})", self.overlap);
         }
         Ok(())
     }
@@ -155,13 +168,23 @@ pub fn run(args: &NemesisArgs) -> anyhow::Result<ExitCode> {
 
 /// The fault loop's view of the run.
 struct Nemesis<'a> {
+    // Declared before the network: the processes die before their namespaces go.
     cluster: Cluster,
-    proxies: Proxies,
+    network: Network,
     origin: Instant,
     prng: Prng,
     faults: Vec<FaultRecord>,
     crashes: Vec<(u64, u64, String)>,
     args: &'a NemesisArgs,
+    /// The kinds this run injects.
+    kinds: Vec<Kind>,
+    /// The voters and learners as last read from the leader.
+    voters: Vec<u64>,
+    learners: Vec<u64>,
+    /// The node whose data is on the harness's tmpfs, and the mount (declared after the
+    /// cluster, so that it is unmounted after the processes die).
+    disk: Option<(u64, disk::TmpfsMount)>,
+    disk_baseline: Option<injector::DiskBaseline>,
 }
 
 impl Nemesis<'_> {
@@ -185,49 +208,6 @@ impl Nemesis<'_> {
         }
         Ok(())
     }
-
-    /// Injects faults until the quiet period; then heals everything.
-    async fn run_faults(&mut self, stop_at: Instant) -> anyhow::Result<()> {
-        let mut schedule = Schedule::new(&self.args.faults);
-        let nodes: Vec<u64> = self.cluster.nodes.iter().map(|node| node.id).collect();
-        let faults_end = stop_at - self.args.quiet();
-        self.sleep_watching(self.origin + WARM_UP).await?;
-        while self.faults.len() < FAULTS_MAX {
-            let length =
-                Duration::from_millis(self.prng.range_inclusive(FAULT_MS_MIN, FAULT_MS_MAX));
-            if Instant::now() + length > faults_end {
-                break;
-            }
-            let Some(kind) = schedule.next_kind(&mut self.prng) else {
-                break;
-            };
-            let leader = self.cluster.leader().await;
-            let fault = faults::plan(kind, &nodes, leader, &mut self.prng);
-            let start = self.now();
-            eprintln!("nemesis: {:>6.2} s  {fault}", start as f64 / 1e9);
-            faults::inject(&fault, &mut self.cluster, &self.proxies);
-            self.sleep_watching(Instant::now() + length).await?;
-            faults::heal(&fault, &mut self.cluster, &self.proxies)?;
-            let end = self.now();
-            eprintln!("nemesis: {:>6.2} s  healed", end as f64 / 1e9);
-            self.faults.push(FaultRecord { fault, start, end });
-            let gap = Duration::from_millis(self.prng.range_inclusive(GAP_MS_MIN, GAP_MS_MAX));
-            self.sleep_watching(Instant::now() + gap).await?;
-        }
-        self.heal_all()?;
-        self.sleep_watching(stop_at).await
-    }
-
-    /// Heals every link, continues every paused node and starts every stopped one.
-    fn heal_all(&mut self) -> anyhow::Result<()> {
-        self.proxies.heal();
-        let nodes: Vec<u64> = self.cluster.nodes.iter().map(|node| node.id).collect();
-        for node in nodes {
-            self.cluster.resume(node);
-            self.cluster.restart(node)?;
-        }
-        Ok(())
-    }
 }
 
 async fn run_nemesis(
@@ -235,12 +215,32 @@ async fn run_nemesis(
     seed: u64,
     dir: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
-    let mut cluster = Cluster::plan(args.nodes, dir)?;
-    let proxies = Proxies::start(&cluster.peer_addresses()).await?;
-    cluster.start(&proxies)?;
+    let (mut kinds, mut skipped) =
+        schedule::resolve(&args.faults, disk::unavailable_reason().as_deref());
+    // A membership change needs a node outside the cluster to add: a spare that runs from
+    // the start without a vote.
+    let nodes_total = args.nodes + u64::from(kinds.contains(&Kind::Membership));
+    // The disk's mount first, so that on every early return it is unmounted after the
+    // processes that use it died.
+    let disk = mount_disk(&mut kinds, &mut skipped, args.nodes, dir);
+    for line in &skipped {
+        eprintln!("nemesis: {line}");
+    }
+    // The network first and the cluster second, so that on every early return the cluster
+    // (its processes) is dropped before the network (the namespaces they run in).
+    let (network, setups) = Network::start(args.net, nodes_total).await?;
+    let mut cluster = Cluster::plan(setups, dir)?;
+    cluster.set_voters_count(args.nodes);
+    if let Some((node, mount)) = &disk {
+        cluster.set_data_dir(*node, mount.path().join("data"));
+    }
+    cluster.start(&network)?;
     cluster.wait_ready().await?;
     let leader = cluster.wait_leader(LEADER_TIMEOUT).await?;
-    eprintln!("nemesis: {} nodes up, node {leader} leads", args.nodes);
+    eprintln!(
+        "nemesis: {nodes_total} nodes up ({} voters), node {leader} leads",
+        args.nodes
+    );
     let origin = Instant::now();
     let stop_at = origin + Duration::from_secs(args.seconds);
     let config = WorkloadConfig {
@@ -257,16 +257,21 @@ async fn run_nemesis(
     }
     let mut nemesis = Nemesis {
         cluster,
-        proxies,
+        network,
         origin,
         prng: Prng::from_seed(seed),
         faults: Vec::new(),
         crashes: Vec::new(),
         args,
+        kinds,
+        voters: (1..=args.nodes).collect(),
+        learners: Vec::new(),
+        disk,
+        disk_baseline: None,
     };
     let faults_result = nemesis.run_faults(stop_at).await;
     if faults_result.is_err() {
-        nemesis.heal_all()?;
+        nemesis.heal_all().await?;
     }
     faults_result?;
     let mut events = Vec::new();
@@ -285,26 +290,80 @@ async fn run_nemesis(
     events.extend(workload::final_reads(&config, final_process).await);
     let Nemesis {
         cluster,
-        proxies,
+        network,
         faults,
         crashes,
+        kinds,
+        disk,
         ..
     } = nemesis;
     drop(cluster);
-    proxies.shutdown().await;
-    finish(args, seed, dir, events, &faults, &crashes, workload_end).await
+    drop(disk);
+    network.shutdown().await;
+    let run = FinishedRun {
+        events,
+        faults,
+        crashes,
+        workload_end,
+        kinds,
+        skipped,
+        nodes_total,
+    };
+    finish(args, seed, dir, run).await
 }
 
-/// Writes the history, checks it and reports.
+/// Mounts the disk fault's tmpfs for the last voter when the disk kind is selected; on
+/// failure the kind is dropped with the reason in `skipped`.
+fn mount_disk(
+    kinds: &mut Vec<Kind>,
+    skipped: &mut Vec<String>,
+    node: u64,
+    dir: &std::path::Path,
+) -> Option<(u64, disk::TmpfsMount)> {
+    if !kinds.contains(&Kind::Disk) {
+        return None;
+    }
+    let path = dir.join(format!("node-{node}")).join("disk");
+    match disk::TmpfsMount::mount(&path, disk::TMPFS_SIZE_MB) {
+        Ok(mount) => Some((node, mount)),
+        Err(error) => {
+            kinds.retain(|kind| *kind != Kind::Disk);
+            skipped.push(format!("disk faults skipped: {error:#}"));
+            None
+        }
+    }
+}
+
+/// What the run leaves for the report.
+struct FinishedRun {
+    events: Vec<Event>,
+    faults: Vec<FaultRecord>,
+    crashes: Vec<(u64, u64, String)>,
+    workload_end: u64,
+    kinds: Vec<Kind>,
+    skipped: Vec<String>,
+    nodes_total: u64,
+}
+
+/// Writes the history, checks it and reports (Markdown printed and in `--report`, HTML
+/// beside it and in the run's directory).
 async fn finish(
     args: &NemesisArgs,
     seed: u64,
     dir: &std::path::Path,
-    mut events: Vec<Event>,
-    faults: &[FaultRecord],
-    crashes: &[(u64, u64, String)],
-    workload_end: u64,
+    run: FinishedRun,
 ) -> anyhow::Result<ExitCode> {
+    let FinishedRun {
+        mut events,
+        mut faults,
+        crashes,
+        workload_end,
+        kinds,
+        skipped,
+        nodes_total,
+    } = run;
+    // Faults are recorded as they heal; the report lists them as they started.
+    faults.sort_by_key(|record| record.start);
     // The report reads the events in time order too (stable: a process's events keep
     // their order at equal times).
     events.sort_by_key(|event| event.time);
@@ -323,11 +382,17 @@ async fn finish(
         command,
         seed,
         nodes: args.nodes,
+        nodes_total,
         clients: args.clients,
         keys: args.keys,
+        kinds,
+        skipped: &skipped,
+        overlap: args.overlap,
+        election_timeout_ms: cluster::ELECTION_TIMEOUT_MS,
+        drift_bound_ppm: cluster::LEASE_DRIFT_BOUND_PPM,
         events: &events,
-        faults,
-        crashes,
+        faults: &faults,
+        crashes: &crashes,
         workload_end,
         check: &report,
         check_seconds,
@@ -335,9 +400,19 @@ async fn finish(
     };
     let markdown = report::markdown(&summary);
     println!("{markdown}");
+    let page = html::page(&summary);
+    let mut html_paths = vec![dir.join("report.html")];
     if let Some(path) = &args.report {
         std::fs::write(path, &markdown)
             .with_context(|| format!("cannot write the report {}", path.display()))?;
+        html_paths.push(path.with_extension("html"));
+    }
+    for path in &html_paths {
+        std::fs::write(path, &page)
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
+    if let Some(path) = html_paths.get(1) {
+        eprintln!("nemesis: HTML report in {}", path.display());
     }
     Ok(match (summary.passed(), report.verdict) {
         (true, _) => ExitCode::SUCCESS,

@@ -1,16 +1,23 @@
-//! The run's report (Markdown): operations, faults with their times, availability around
-//! each fault, the longest stretch without a successful write, and the checker's verdict.
+//! The run's report: operations, faults with their times, availability, latency and
+//! recovery around each fault, the recovery figures against their targets, and the
+//! checker's verdict, as Markdown (`markdown`) and as a self-contained HTML page with a
+//! timeline (`html.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use synod_check::{Report, Verdict};
 
-use super::faults::{Fault, FaultKind};
+use super::schedule::{Fault, Kind};
+use super::timeline::{self, Completed};
 use super::workload::Event;
 
 /// How long after a fault heals its recovery window lasts.
 const RECOVERY_WINDOW_NANOS: u64 = 3_000_000_000;
+/// The targets: a new leader serves writes within this many election timeouts of a leader
+/// kill, and writes succeed within this many of a partition's heal.
+pub const LEADER_KILL_TARGET_TIMEOUTS: u64 = 2;
+pub const PARTITION_HEAL_TARGET_TIMEOUTS: u64 = 3;
 
 /// One fault as it happened, in nanoseconds since the run's origin.
 #[derive(Debug, Clone)]
@@ -18,6 +25,8 @@ pub struct FaultRecord {
     pub fault: Fault,
     pub start: u64,
     pub end: u64,
+    /// What the harness saw while injecting and healing it (refusals, disk errors, ...).
+    pub note: String,
 }
 
 /// Everything the report says.
@@ -25,9 +34,18 @@ pub struct FaultRecord {
 pub struct RunSummary<'a> {
     pub command: String,
     pub seed: u64,
+    /// Voters at the start, and every node the harness ran (the voters and a spare).
     pub nodes: u64,
+    pub nodes_total: u64,
     pub clients: u64,
     pub keys: u64,
+    pub kinds: Vec<Kind>,
+    /// Why selected kinds were left out on this machine.
+    pub skipped: &'a [String],
+    /// The chance that a fault starts while another is in force.
+    pub overlap: f64,
+    pub election_timeout_ms: u64,
+    pub drift_bound_ppm: u64,
     pub events: &'a [Event],
     pub faults: &'a [FaultRecord],
     /// Nodes that exited without being killed by the harness: (id, time, status).
@@ -36,6 +54,21 @@ pub struct RunSummary<'a> {
     pub check: &'a Report,
     pub check_seconds: f64,
     pub history_path: String,
+}
+
+/// The figures of one fault.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultFigures {
+    /// Availability during the fault and after its heal: (fraction, operations).
+    pub during: (f64, usize),
+    pub after: (f64, usize),
+    /// p99 latency of the operations completed during the fault.
+    pub p99_during_nanos: u64,
+    /// For a leader kill (from its start) or a partition (from its heal): how long until a
+    /// write invoked after that moment succeeded; `Some(None)`: never within the run.
+    pub recovery_nanos: Option<Option<u64>>,
+    /// Another fault was in force at some moment of this one.
+    pub overlapped: bool,
 }
 
 impl RunSummary<'_> {
@@ -55,7 +88,7 @@ impl RunSummary<'_> {
 
     pub fn fault_counts(&self) -> BTreeMap<&'static str, usize> {
         let mut counts = BTreeMap::new();
-        for kind in [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition] {
+        for kind in &self.kinds {
             counts.insert(kind.name(), 0);
         }
         for record in self.faults {
@@ -65,7 +98,7 @@ impl RunSummary<'_> {
     }
 }
 
-fn seconds(nanos: u64) -> f64 {
+pub fn seconds(nanos: u64) -> f64 {
     nanos as f64 / 1e9
 }
 
@@ -77,7 +110,7 @@ fn completions<'a>(events: &'a [Event]) -> impl Iterator<Item = &'a Event> + 'a 
 /// The fraction of reads and writes completed in `[start, end)` that succeeded, and their
 /// count. Compare-and-sets are left out: a refused compare is a `fail` that the cluster
 /// answered, so it says nothing about availability.
-fn availability(events: &[Event], start: u64, end: u64) -> (f64, usize) {
+pub fn availability(events: &[Event], start: u64, end: u64) -> (f64, usize) {
     let mut ok = 0usize;
     let mut total = 0usize;
     let in_window =
@@ -122,12 +155,51 @@ fn operation_counts(events: &[Event]) -> BTreeMap<(&'static str, &'static str), 
     counts
 }
 
+/// Whether `record` shares a moment with another fault of the run.
+fn overlapped(faults: &[FaultRecord], index: usize) -> bool {
+    let record = &faults[index];
+    faults.iter().enumerate().any(|(other, fault)| {
+        other != index && fault.start <= record.end && record.start <= fault.end
+    })
+}
+
+/// The figures of every fault, in the order of `summary.faults`.
+pub fn fault_figures(summary: &RunSummary<'_>, completed: &[Completed]) -> Vec<FaultFigures> {
+    let faults = summary.faults;
+    (0..faults.len())
+        .map(|index| {
+            let record = &faults[index];
+            let recovery_from = if record.fault.is_leader_kill() {
+                Some(record.start)
+            } else if record.fault.is_partition() {
+                Some(record.end)
+            } else {
+                None
+            };
+            FaultFigures {
+                during: availability(summary.events, record.start, record.end),
+                after: availability(
+                    summary.events,
+                    record.end,
+                    record.end + RECOVERY_WINDOW_NANOS,
+                ),
+                p99_during_nanos: timeline::window_p99(completed, record.start, record.end).0,
+                recovery_nanos: recovery_from.map(|from| timeline::write_recovery(completed, from)),
+                overlapped: overlapped(faults, index),
+            }
+        })
+        .collect()
+}
+
 /// The report as Markdown.
 pub fn markdown(summary: &RunSummary<'_>) -> String {
+    let completed = timeline::completed(summary.events);
+    let figures = fault_figures(summary, &completed);
     let mut text = String::new();
     let _ = write_header(&mut text, summary);
     let _ = write_operations(&mut text, summary);
-    let _ = write_faults(&mut text, summary);
+    let _ = write_recovery(&mut text, summary, &figures);
+    let _ = write_faults(&mut text, summary, &figures);
     let _ = write_verdict(&mut text, summary);
     text
 }
@@ -141,13 +213,20 @@ fn write_header(text: &mut String, summary: &RunSummary<'_>) -> std::fmt::Result
         "- seed: {} (rerun with `--seed {}`)",
         summary.seed, summary.seed
     )?;
+    let spare = match summary.nodes_total > summary.nodes {
+        true => format!(" (and {} spare)", summary.nodes_total - summary.nodes),
+        false => String::new(),
+    };
     writeln!(
         text,
-        "- cluster: {} nodes, {} clients, {} keys, workload {:.1} s",
+        "- cluster: {} voters{spare}, {} clients, {} keys, workload {:.1} s, election \
+         timeout {} ms, lease drift bound {} ppm",
         summary.nodes,
         summary.clients,
         summary.keys,
-        seconds(summary.workload_end)
+        seconds(summary.workload_end),
+        summary.election_timeout_ms,
+        summary.drift_bound_ppm
     )?;
     writeln!(text, "- history: {}", summary.history_path)?;
     let counts = summary.fault_counts();
@@ -156,6 +235,17 @@ fn write_header(text: &mut String, summary: &RunSummary<'_>) -> std::fmt::Result
         .map(|(kind, count)| format!("{kind}={count}"))
         .collect();
     writeln!(text, "- faults: {}", listed.join(" "))?;
+    let overlapping = (0..summary.faults.len())
+        .filter(|&index| overlapped(summary.faults, index))
+        .count();
+    writeln!(
+        text,
+        "- overlap: chance {:.2}; {overlapping} faults shared time with another",
+        summary.overlap
+    )?;
+    for skipped in summary.skipped {
+        writeln!(text, "- {skipped}")?;
+    }
     writeln!(text, "- verdict: {}", summary.check.verdict.name())?;
     writeln!(
         text,
@@ -201,29 +291,163 @@ fn write_operations(text: &mut String, summary: &RunSummary<'_>) -> std::fmt::Re
     Ok(())
 }
 
-fn write_faults(text: &mut String, summary: &RunSummary<'_>) -> std::fmt::Result {
+/// The longest recovery among the faults `select` picks that ran alone: (longest, whether
+/// one never recovered, counted alone, left out for overlapping).
+fn longest_recovery(
+    summary: &RunSummary<'_>,
+    figures: &[FaultFigures],
+    select: fn(&Fault) -> bool,
+) -> (u64, bool, usize, usize) {
+    let mut longest = 0u64;
+    let mut never = false;
+    let (mut alone, mut overlapping) = (0usize, 0usize);
+    for (record, figure) in summary.faults.iter().zip(figures) {
+        if !select(&record.fault) {
+            continue;
+        }
+        if figure.overlapped {
+            overlapping += 1;
+            continue;
+        }
+        alone += 1;
+        match figure.recovery_nanos.flatten() {
+            Some(nanos) => longest = longest.max(nanos),
+            None => never = true,
+        }
+    }
+    (longest, never, alone, overlapping)
+}
+
+/// A recovery figure: its name, the faults it measures, its target in election timeouts,
+/// and what the faults are called.
+type RecoveryRow = (&'static str, fn(&Fault) -> bool, u64, &'static str);
+
+/// The two recovery figures against their targets.
+pub fn recovery_lines(summary: &RunSummary<'_>, figures: &[FaultFigures]) -> Vec<String> {
+    let timeout = summary.election_timeout_ms;
+    let rows: [RecoveryRow; 2] = [
+        (
+            "longest unavailability after a leader kill",
+            Fault::is_leader_kill,
+            LEADER_KILL_TARGET_TIMEOUTS,
+            "leader kills",
+        ),
+        (
+            "time to recover after a partition heals (longest)",
+            Fault::is_partition,
+            PARTITION_HEAL_TARGET_TIMEOUTS,
+            "partitions",
+        ),
+    ];
+    let mut lines = Vec::new();
+    for (name, select, timeouts, plural) in rows {
+        let (longest, never, alone, overlapping) = longest_recovery(summary, figures, select);
+        let target_ms = timeouts * timeout;
+        let figure = match (alone, never) {
+            (0, _) => format!("none ran alone ({overlapping} overlapped another fault)"),
+            (_, true) => format!(
+                "writes did not succeed again before the run ended ({alone} {plural} alone)"
+            ),
+            (_, false) => {
+                let met = if longest <= target_ms * 1_000_000 {
+                    "met"
+                } else {
+                    "missed"
+                };
+                format!(
+                    "{:.3} s over {alone} {plural} alone ({overlapping} overlapped and are \
+                     left out); target {timeouts} election timeouts = {:.3} s: {met}",
+                    seconds(longest),
+                    target_ms as f64 / 1e3
+                )
+            }
+        };
+        lines.push(format!("{name}: {figure}"));
+    }
+    lines
+}
+
+fn write_recovery(
+    text: &mut String,
+    summary: &RunSummary<'_>,
+    figures: &[FaultFigures],
+) -> std::fmt::Result {
+    writeln!(text, "\n## Recovery\n")?;
+    writeln!(
+        text,
+        "Measured from a leader kill, or from a partition's heal, to the completion of the \
+         first write invoked after it that succeeded (client backoff included). Election \
+         timeout: {} ms.\n",
+        summary.election_timeout_ms
+    )?;
+    for line in recovery_lines(summary, figures) {
+        writeln!(text, "- {line}")?;
+    }
+    Ok(())
+}
+
+fn millis(nanos: u64) -> String {
+    format!("{:.0}", nanos as f64 / 1e6)
+}
+
+/// An availability cell: the percentage of how many operations, or `-` for none.
+pub fn availability_cell((fraction, count): (f64, usize)) -> String {
+    match count {
+        0 => "-".into(),
+        _ => format!("{:.0}% of {count}", fraction * 100.0),
+    }
+}
+
+/// A fault's p99 latency cell, `-` when no operation completed during it.
+pub fn p99_cell(figure: &FaultFigures) -> String {
+    match figure.during.1 {
+        0 => "-".into(),
+        _ => millis(figure.p99_during_nanos),
+    }
+}
+
+/// A fault's recovery cell: the time, `never`, or empty when it does not apply.
+pub fn recovery_cell(figure: &FaultFigures) -> String {
+    match figure.recovery_nanos {
+        None => String::new(),
+        Some(None) => "never".into(),
+        Some(Some(nanos)) => format!("{} ms", millis(nanos)),
+    }
+}
+
+fn write_faults(
+    text: &mut String,
+    summary: &RunSummary<'_>,
+    figures: &[FaultFigures],
+) -> std::fmt::Result {
     writeln!(text, "\n## Faults\n")?;
     writeln!(
         text,
         "Availability is the fraction of reads and writes completed in the window that \
-         succeeded (during: from injection to heal; after: the {} s after the heal).\n",
+         succeeded (during: from injection to heal; after: the {} s after the heal); p99 is \
+         the latency of every operation completed during the fault; recovery is for leader \
+         kills and partitions (see above); * marks a fault that overlapped another.\n",
         RECOVERY_WINDOW_NANOS / 1_000_000_000
     )?;
-    writeln!(text, "| # | start s | end s | fault | during | after |")?;
-    writeln!(text, "|---:|---:|---:|---|---:|---:|")?;
-    for (index, record) in summary.faults.iter().enumerate() {
-        let (during, during_count) = availability(summary.events, record.start, record.end);
-        let after_end = record.end + RECOVERY_WINDOW_NANOS;
-        let (after, after_count) = availability(summary.events, record.end, after_end);
+    writeln!(
+        text,
+        "| # | start s | end s | fault | during | after | p99 ms | recovery | note |"
+    )?;
+    writeln!(text, "|---:|---:|---:|---|---:|---:|---:|---:|---|")?;
+    for (index, (record, figure)) in summary.faults.iter().zip(figures).enumerate() {
         writeln!(
             text,
-            "| {} | {:.2} | {:.2} | {} | {:.0}% of {during_count} | {:.0}% of {after_count} |",
+            "| {}{} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
             index + 1,
+            if figure.overlapped { "*" } else { "" },
             seconds(record.start),
             seconds(record.end),
             record.fault,
-            during * 100.0,
-            after * 100.0
+            availability_cell(figure.during),
+            availability_cell(figure.after),
+            p99_cell(figure),
+            recovery_cell(figure),
+            record.note.replace('|', "/")
         )?;
     }
     Ok(())
@@ -292,6 +516,123 @@ mod tests {
             value: Json::Null,
             time,
         }
+    }
+
+    fn summary_of<'a>(
+        events: &'a [Event],
+        faults: &'a [FaultRecord],
+        check: &'a Report,
+    ) -> RunSummary<'a> {
+        RunSummary {
+            command: "synod nemesis".into(),
+            seed: 1,
+            nodes: 3,
+            nodes_total: 4,
+            clients: 1,
+            keys: 1,
+            kinds: vec![Kind::Kill, Kind::Partition, Kind::Clock],
+            skipped: &[],
+            overlap: 0.25,
+            election_timeout_ms: 300,
+            drift_bound_ppm: 10_000,
+            events,
+            faults,
+            crashes: &[],
+            workload_end: 8_000_000_000,
+            check,
+            check_seconds: 0.0,
+            history_path: "history.jsonl".into(),
+        }
+    }
+
+    fn record(fault: Fault, start_ms: u64, end_ms: u64) -> FaultRecord {
+        FaultRecord {
+            fault,
+            start: start_ms * 1_000_000,
+            end: end_ms * 1_000_000,
+            note: String::new(),
+        }
+    }
+
+    fn timed(process: u64, kind: &'static str, function: &'static str, ms: u64) -> Event {
+        Event {
+            process,
+            time: ms * 1_000_000,
+            ..event(kind, function, 0)
+        }
+    }
+
+    #[test]
+    fn recovery_figures_count_faults_alone_against_their_targets() {
+        // Checks the two recovery lines: a leader kill recovered in 500 ms (target 600 ms:
+        // met), a partition 200 ms after its heal (target 900 ms: met), and a partition that
+        // overlapped a clock fault left out of the figure; and that the HTML page draws its
+        // three charts.
+        use super::super::faults::Fault as Basic;
+        let partition = || {
+            Fault::Basic(Basic::Partition {
+                shape: super::super::faults::PartitionShape::Isolate,
+                links: vec![(1, 2), (2, 1)],
+                reset: false,
+                description: "isolate node 1".into(),
+            })
+        };
+        let clock = Fault::Clock(super::super::schedule::ClockFault {
+            node: 3,
+            leader: false,
+            drift_ppm: 5,
+            offset_ms: 0,
+            beyond_bound: false,
+        });
+        let faults = [
+            record(
+                Fault::Basic(Basic::Kill {
+                    node: 1,
+                    leader: true,
+                }),
+                1_000,
+                2_000,
+            ),
+            record(partition(), 3_000, 4_000),
+            record(partition(), 5_000, 6_000),
+            record(clock, 5_500, 7_000),
+        ];
+        let events = [
+            timed(1, "invoke", "write", 1_100),
+            timed(1, "ok", "write", 1_500),
+            timed(1, "invoke", "write", 4_000),
+            timed(1, "ok", "write", 4_200),
+        ];
+        let check = Report {
+            verdict: Verdict::Valid,
+            operations: 2,
+            keys: 1,
+            truncated_line: None,
+            linearizable: None,
+            sequential: None,
+            session: None,
+            lost_writes: None,
+        };
+        let summary = summary_of(&events, &faults, &check);
+        let completed = timeline::completed(&events);
+        let figures = fault_figures(&summary, &completed);
+        let overlapped: Vec<bool> = figures.iter().map(|figure| figure.overlapped).collect();
+        assert_eq!(overlapped, [false, false, true, true]);
+        assert_eq!(figures[2].recovery_nanos, Some(None));
+        assert_eq!(figures[3].recovery_nanos, None);
+        assert_eq!(
+            recovery_lines(&summary, &figures),
+            [
+                "longest unavailability after a leader kill: 0.500 s over 1 leader kills alone \
+                 (0 overlapped and are left out); target 2 election timeouts = 0.600 s: met",
+                "time to recover after a partition heals (longest): 0.200 s over 1 partitions \
+                 alone (1 overlapped and are left out); target 3 election timeouts = 0.900 s: \
+                 met",
+            ]
+        );
+        let page = super::super::html::page(&summary);
+        assert_eq!(page.matches("<svg").count(), 3);
+        assert!(page.contains("kill -9 node 1 (the leader)"), "{page}");
     }
 
     #[test]

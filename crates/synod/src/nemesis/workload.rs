@@ -1,6 +1,9 @@
-//! The workload: closed-loop clients doing linearizable reads, writes and compare-and-sets
-//! on a small key set through synod-client (leader discovery on, sessions off, so a write
-//! whose outcome is unknown is not retried), recorded as a history `synod check` reads.
+//! The workload: closed-loop clients doing reads, writes and compare-and-sets on a small key
+//! set through synod-client (leader discovery on, sessions off, so a write whose outcome is
+//! unknown is not retried), recorded as a history `synod check` reads. Even-numbered
+//! clients read at the linearizable level (ReadIndex), odd-numbered ones at the lease level,
+//! which leans on bounded clock drift, so that clock faults have something to break; both
+//! promise linearizable reads and are checked as such.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -39,11 +42,19 @@ fn nanos_since(origin: Instant) -> u64 {
     u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn client_config(seed: u64) -> ClientConfig {
+/// The read level of client `index`: lease for odd ones, linearizable for the others.
+pub fn read_level(index: u64) -> ReadLevel {
+    match index % 2 {
+        1 => ReadLevel::Lease,
+        _ => ReadLevel::Linearizable,
+    }
+}
+
+fn client_config(seed: u64, read_level: ReadLevel) -> ClientConfig {
     ClientConfig {
         request_timeout: REQUEST_TIMEOUT,
         operation_deadline: OPERATION_DEADLINE,
-        read_level: Some(ReadLevel::Linearizable),
+        read_level: Some(read_level),
         sessions: false,
         jitter_seed: Some(seed),
         ..ClientConfig::default()
@@ -205,8 +216,11 @@ impl Worker {
 /// Runs client `index` until `stop_at`; returns its events.
 pub async fn run_client(config: WorkloadConfig, index: u64) -> Vec<Event> {
     let seeds: Vec<&str> = config.seeds.iter().map(String::as_str).collect();
-    let client = Client::new(&seeds, client_config(config.seed ^ index))
-        .expect("the nemesis client config is valid");
+    let client = Client::new(
+        &seeds,
+        client_config(config.seed ^ index, read_level(index)),
+    )
+    .expect("the nemesis client config is valid");
     let mut worker = Worker {
         client,
         process: index,
@@ -228,7 +242,8 @@ pub async fn run_client(config: WorkloadConfig, index: u64) -> Vec<Event> {
 /// Reads every key once it succeeds (or its deadline passes), as process `process`.
 pub async fn final_reads(config: &WorkloadConfig, process: u64) -> Vec<Event> {
     let seeds: Vec<&str> = config.seeds.iter().map(String::as_str).collect();
-    let client = Client::new(&seeds, client_config(config.seed ^ process))
+    let level = ReadLevel::Linearizable;
+    let client = Client::new(&seeds, client_config(config.seed ^ process, level))
         .expect("the nemesis client config is valid");
     let mut worker = Worker {
         client,
