@@ -36,6 +36,14 @@ const CHARACTER_WIDTH: f64 = 6.7;
 const LABEL_WIDTH_MIN: f64 = 3.0 * CHARACTER_WIDTH + 4.0;
 const TICKS_COUNT_WANTED: u64 = 8;
 
+const FRAME: Frame = Frame {
+    width: WIDTH,
+    left: LEFT,
+    right_margin: RIGHT_MARGIN,
+    axis_height: AXIS_HEIGHT,
+    row_height: ROW_HEIGHT,
+};
+
 const FILL_OK: &str = "#8fb8e8";
 const FILL_INFO: &str = "#c8c8c8";
 const FILL_FAIL: &str = "#f4f4f4";
@@ -155,26 +163,10 @@ fn render(drawing: &Drawing) -> String {
     }
     let rows_height = rows.len() as f64 * ROW_HEIGHT;
     let height = AXIS_HEIGHT + rows_height + 8.0;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" \
-         font-family=\"monospace\" font-size=\"11\">"
-    );
+    let mut svg = FRAME.svg_open(height);
     for (process, row) in &rows {
         let y = AXIS_HEIGHT + *row as f64 * ROW_HEIGHT;
-        if row % 2 == 1 {
-            let _ = write!(
-                svg,
-                "<rect x=\"0\" y=\"{y:.1}\" width=\"{WIDTH}\" height=\"{ROW_HEIGHT}\" \
-                 fill=\"#f6f8fb\"/>"
-            );
-        }
-        let _ = write!(
-            svg,
-            "<text x=\"4\" y=\"{:.1}\">process {process}</text>",
-            y + 16.0
-        );
+        FRAME.write_row_label(&mut svg, y, &format!("process {process}"), row % 2 == 1);
     }
     let extents = if drawing.by_order {
         write_order_axis(&mut svg, drawing, rows_height)
@@ -263,13 +255,7 @@ fn write_order_axis(svg: &mut String, drawing: &Drawing, rows_height: f64) -> Ve
 fn write_axis(svg: &mut String, view: (u64, u64), x: &dyn Fn(u64) -> f64, rows_height: f64) {
     let step = tick_step(view.1 - view.0);
     let first = view.0.div_ceil(step) * step;
-    let _ = write!(
-        svg,
-        "<text x=\"4\" y=\"14\" fill=\"#555\">time (ns)</text><line x1=\"{LEFT}\" y1=\"{0}\" \
-         x2=\"{1}\" y2=\"{0}\" stroke=\"#888\"/>",
-        AXIS_HEIGHT - 4.0,
-        WIDTH - RIGHT_MARGIN
-    );
+    FRAME.write_axis_title(svg, "ns");
     let mut tick = first;
     while tick <= view.1 {
         let at = x(tick);
@@ -285,6 +271,54 @@ fn write_axis(svg: &mut String, view: (u64, u64), x: &dyn Fn(u64) -> f64, rows_h
             AXIS_HEIGHT - 12.0,
         );
         tick += step;
+    }
+}
+
+/// The frame of a timeline drawing: its width, the room left of the plot for the row
+/// labels and right of it, the band above the rows for the time axis, and a row's height.
+/// `synod nemesis` draws its report in a frame of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame {
+    pub width: f64,
+    pub left: f64,
+    pub right_margin: f64,
+    pub axis_height: f64,
+    pub row_height: f64,
+}
+
+impl Frame {
+    /// Opens an SVG element `height` pixels high, in the labels' font.
+    pub fn svg_open(&self, height: f64) -> String {
+        format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height:.0}\" \
+             font-family=\"monospace\" font-size=\"11\">",
+            self.width
+        )
+    }
+
+    /// Writes a row's `label` (HTML, already escaped) for the row at `y`, on a faint band
+    /// across the drawing when `striped`.
+    pub fn write_row_label(&self, svg: &mut String, y: f64, label: &str, striped: bool) {
+        if striped {
+            let _ = write!(
+                svg,
+                "<rect x=\"0\" y=\"{y:.1}\" width=\"{}\" height=\"{}\" fill=\"#f6f8fb\"/>",
+                self.width, self.row_height
+            );
+        }
+        let _ = write!(svg, "<text x=\"4\" y=\"{:.1}\">{label}</text>", y + 16.0);
+    }
+
+    /// Writes the time axis's title, `time (unit)`, and the line under its ticks.
+    pub fn write_axis_title(&self, svg: &mut String, unit: &str) {
+        let _ = write!(
+            svg,
+            "<text x=\"4\" y=\"14\" fill=\"#555\">time ({unit})</text><line x1=\"{}\" \
+             y1=\"{2}\" x2=\"{1}\" y2=\"{2}\" stroke=\"#888\"/>",
+            self.left,
+            self.width - self.right_margin,
+            self.axis_height - 4.0,
+        );
     }
 }
 

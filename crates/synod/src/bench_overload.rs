@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -175,19 +175,11 @@ impl Run {
             std::process::id(),
             if shedding { "on" } else { "off" }
         ));
-        let _ = std::fs::remove_dir_all(&dir);
-        let up = Command::new(exe)
-            .args(["up", "--nodes", &args.nodes.to_string()])
-            .args(["--base-port", &args.base_port.to_string()])
-            .arg("--data-dir")
-            .arg(&dir)
-            .env("SYNOD_RESILIENCE__SHEDDING", shedding.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start synod up")?;
-        let cluster = LabCluster { up, dir };
+        let cluster = LabCluster::start(exe, args.nodes, args.base_port, dir, |command| {
+            command
+                .env("SYNOD_RESILIENCE__SHEDDING", shedding.to_string())
+                .stderr(Stdio::null());
+        })?;
         let address = |offset: u64, id: u64| {
             let port = u64::from(args.base_port) + offset + id;
             SocketAddr::from(([127, 0, 0, 1], port as u16))

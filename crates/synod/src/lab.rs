@@ -115,6 +115,33 @@ pub(crate) struct LabCluster {
     pub(crate) dir: PathBuf,
 }
 
+impl LabCluster {
+    /// Starts `synod up` with `nodes` nodes from `base_port`, its data in `dir` (emptied
+    /// first); its stderr is inherited unless `configure`, which may also set the
+    /// environment, says otherwise.
+    pub(crate) fn start(
+        exe: &Path,
+        nodes: u64,
+        base_port: u16,
+        dir: PathBuf,
+        configure: impl FnOnce(&mut Command),
+    ) -> anyhow::Result<LabCluster> {
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut command = Command::new(exe);
+        command
+            .args(["up", "--nodes", &nodes.to_string()])
+            .args(["--base-port", &base_port.to_string()])
+            .arg("--data-dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        configure(&mut command);
+        let up = command.spawn().context("cannot start synod up")?;
+        Ok(LabCluster { up, dir })
+    }
+}
+
 impl Drop for LabCluster {
     fn drop(&mut self) {
         let pid = self.up.id().to_string();
@@ -134,18 +161,7 @@ impl Drop for LabCluster {
 
 fn start_cluster(args: &LatencyArgs, exe: &Path) -> anyhow::Result<(LabCluster, String)> {
     let dir = std::env::temp_dir().join(format!("synod-lab-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let up = Command::new(exe)
-        .args(["up", "--nodes", &args.nodes.to_string()])
-        .args(["--base-port", &args.base_port.to_string()])
-        .arg("--data-dir")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start synod up")?;
-    let cluster = LabCluster { up, dir };
+    let cluster = LabCluster::start(exe, args.nodes, args.base_port, dir, |_| {})?;
     let endpoints: Vec<String> = (1..=args.nodes)
         .map(|id| format!("127.0.0.1:{}", u64::from(args.base_port) + id))
         .collect();
@@ -171,6 +187,12 @@ fn measure(
     if let Some(level) = level {
         command.args(["--level", level]);
     }
+    bench_load_result(&mut command)
+}
+
+/// Runs a `synod bench load ... --json` command, its stderr inherited, and returns the
+/// JSON line it ends with.
+pub(crate) fn bench_load_result(command: &mut Command) -> anyhow::Result<Json> {
     let output = command
         .stderr(Stdio::inherit())
         .output()

@@ -25,15 +25,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use serde_json::Value as Json;
-use synod_check::{CheckOptions, Models, ParseOptions, Verdict};
+use synod_check::{Models, Verdict};
 use synod_client::{
-    BreakerConfig, Client, ClientConfig, ClientError, Connection, ReadLevel, Retry, SlidingWindow,
-    parse_status,
+    BreakerConfig, Client, ClientConfig, ClientError, ReadLevel, Retry, SlidingWindow,
 };
 use synod_core::Prng;
 
+use crate::harness::{TempDir, block_on_interruptible, check_recorded, parse_recorded};
 use crate::history_lines::{Event, key_name};
-use crate::nemesis::cluster::{Cluster, ELECTION_TIMEOUT_MS};
+use crate::nemesis::cluster::{Cluster, ELECTION_TIMEOUT_MS, status_of};
 use crate::nemesis::net::{NetMode, Network};
 use crate::nemesis::proxy::LinkMode;
 
@@ -82,8 +82,6 @@ const KEYS_MAX: u64 = 1_000;
 const LEADER_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often the lab asks the nodes for their status while it watches an election.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// One status query, connect to answer.
-const STATUS_TIMEOUT: Duration = Duration::from_millis(300);
 /// One request of a client: connect, send, answer. Short, so that a side that cannot
 /// answer shows within a second; the nodes give up on a request after 1.5 s.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(1_000);
@@ -99,7 +97,6 @@ const REQUESTS_PER_CLIENT_MAX: usize = 200_000;
 const CLIENTS_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The checker's budget per key and for the whole-history sequential search.
 const CHECK_KEY_TIMEOUT: Duration = Duration::from_secs(20);
-const CHECK_MEMORY_BYTES_MAX: usize = 2 << 30;
 /// The largest count window a client's breaker takes (synod-resilience's
 /// `WINDOW_CALLS_COUNT_MAX`); with `calls_min` at it, the breaker judges no window before
 /// that many calls, and opens only when every one of them failed.
@@ -258,53 +255,20 @@ pub(crate) struct LevelCheck {
     pub(crate) operations: usize,
 }
 
-/// The run's temporary directory, removed when dropped unless kept.
-struct TempDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("lab partition: kept {}", self.path.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 pub fn run(args: &PartitionArgs) -> anyhow::Result<ExitCode> {
     args.validate()?;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     let nanos = now.map_or(1, |elapsed| elapsed.as_nanos() as u64);
     let seed = args.seed.unwrap_or(nanos);
     let name = format!("synod-lab-partition-{}-{nanos}", std::process::id());
-    let dir = TempDir {
-        path: std::env::temp_dir().join(name),
-        keep: args.keep,
-    };
-    std::fs::create_dir_all(&dir.path)
-        .with_context(|| format!("cannot create {}", dir.path.display()))?;
+    let dir = TempDir::create("lab partition", &name, args.keep)?;
     std::fs::create_dir_all(&args.report)
         .with_context(|| format!("cannot create {}", args.report.display()))?;
     eprintln!(
         "lab partition: seed {seed}, directory {}",
         dir.path.display()
     );
-    let runtime = crate::server::tokio_runtime(2)?;
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            result = measure(args, seed, &dir.path) => result.map(Some),
-            () = crate::server::stop_signal() => {
-                eprintln!("lab partition: interrupted; stopping every process it started");
-                Ok(None)
-            }
-        }
-    });
-    // The cluster (inside the dropped future) has been killed by now; the runtime's
-    // remaining tasks (clients, proxies) end with it.
-    runtime.shutdown_timeout(Duration::from_secs(2));
+    let outcome = block_on_interruptible("lab partition", measure(args, seed, &dir.path));
     drop(dir);
     let Some(measured) = outcome? else {
         return Ok(ExitCode::from(130));
@@ -493,19 +457,6 @@ async fn join_clients(
         .await
         .context("the clients did not stop within 30 s")??;
     Ok(runs)
-}
-
-/// A node's `SYNOD.STATUS`, or `None` when it does not answer in time.
-async fn status_of(address: &str) -> Option<synod_client::ClusterStatus> {
-    let query = async {
-        let mut connection = Connection::connect(address, STATUS_TIMEOUT).await.ok()?;
-        let reply = connection.call(&[b"SYNOD.STATUS"]).await.ok()?;
-        parse_status(&reply).ok()
-    };
-    tokio::time::timeout(STATUS_TIMEOUT * 2, query)
-        .await
-        .ok()
-        .flatten()
 }
 
 /// Waits until every node names the same leader, so that no baseline client starts with
@@ -798,32 +749,15 @@ pub(crate) fn promises_linearizable(level: usize) -> bool {
 }
 
 fn check_level(text: &str, history: PathBuf) -> anyhow::Result<LevelCheck> {
-    let options = ParseOptions {
-        allow_truncated: false,
-    };
-    let parsed = synod_check::parse_history(text, options)
+    let parsed = parse_recorded(text)
         .map_err(|error| anyhow::anyhow!("the recorded history is malformed: {error}"))?;
-    let started = Instant::now();
-    let clock = move || u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
-    let timeout_nanos = u64::try_from(CHECK_KEY_TIMEOUT.as_nanos()).unwrap_or(u64::MAX);
-    let options = CheckOptions {
-        models: Models {
-            linearizable: true,
-            sequential: true,
-            session: true,
-            lost_writes: false,
-        },
-        key_timeout_nanos: Some(timeout_nanos),
-        clock_nanos: &clock,
-        memory_bytes_max: CHECK_MEMORY_BYTES_MAX,
-        threads,
-        sequential_timeout_nanos: Some(timeout_nanos),
-        sequential_nodes_max: synod_check::SEQUENTIAL_NODES_MAX_DEFAULT,
-        session_steps_max: synod_check::session::STEPS_MAX_DEFAULT,
-        key_sequential_nodes_max: u64::MAX,
+    let models = Models {
+        linearizable: true,
+        sequential: true,
+        session: true,
+        lost_writes: false,
     };
-    let checked = synod_check::check(&parsed, &options);
+    let checked = check_recorded(&parsed, models, CHECK_KEY_TIMEOUT);
     let verdict = |model: Option<Verdict>| model.unwrap_or(Verdict::Unknown);
     let mut notes = Vec::new();
     if let Some(model) = &checked.linearizable

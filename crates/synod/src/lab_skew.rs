@@ -15,16 +15,17 @@ use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::Value as Json;
 use synod_check::html::escape;
-use synod_check::{CheckOptions, Models, ParseOptions, Verdict};
+use synod_check::{Models, Verdict};
 
-use crate::lab::{LabCluster, figure, millis, wait_for_leader};
+use crate::harness::{check_recorded, parse_recorded};
+use crate::lab::{LabCluster, bench_load_result, figure, millis, wait_for_leader};
 
 #[derive(Args, Debug)]
 pub struct SkewArgs {
@@ -76,7 +77,6 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time budget of one key's linearizability search.
 const CHECK_KEY_TIMEOUT: Duration = Duration::from_secs(60);
-const CHECK_MEMORY_BYTES_MAX: usize = 2 << 30;
 
 /// What a phase expects of the lease once the leader has measured the clocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,23 +248,12 @@ fn verdict_rank(verdict: Verdict) -> u8 {
 /// Starts `synod up` with clock faults allowed and the lab's drift bound on every node.
 fn start_cluster(args: &SkewArgs, exe: &Path) -> anyhow::Result<LabCluster> {
     let dir = std::env::temp_dir().join(format!("synod-lab-skew-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let up = Command::new(exe)
-        .args(["up", "--nodes", &NODES.to_string()])
-        .args(["--base-port", &args.base_port.to_string()])
-        .arg("--data-dir")
-        .arg(&dir)
-        .env("SYNOD_FAULTS__CLOCK", "true")
-        .env(
+    LabCluster::start(exe, NODES, args.base_port, dir, |command| {
+        command.env("SYNOD_FAULTS__CLOCK", "true").env(
             "SYNOD_RAFT__LEASE_DRIFT_BOUND_PPM",
             args.drift_bound_ppm.to_string(),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start synod up")?;
-    Ok(LabCluster { up, dir })
+        );
+    })
 }
 
 fn run_phase(
@@ -392,7 +381,8 @@ fn http(
 /// Phase `phase` has keys of its own: a phase whose first write to a key failed would
 /// otherwise read the previous phase's value, which its history does not hold.
 fn measure(args: &SkewArgs, exe: &Path, phase: u64, history: &Path) -> anyhow::Result<Json> {
-    let output = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args(["bench", "load", "--target", "synod", "--json"])
         .args(["--endpoints", &args.endpoints(), "--workload", "mixed"])
         .args(["--level", "lease"])
@@ -402,45 +392,24 @@ fn measure(args: &SkewArgs, exe: &Path, phase: u64, history: &Path) -> anyhow::R
         .args(["--key-offset", &(phase * args.keys).to_string()])
         .args(["--duration-secs", &args.seconds.to_string()])
         .arg("--history")
-        .arg(history)
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cannot run synod bench load")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().rev().find(|line| line.starts_with('{'));
-    let Some(line) = line else {
-        bail!("synod bench load printed no result ({})", output.status);
-    };
-    serde_json::from_str(line).context("synod bench load's result is not JSON")
+        .arg(history);
+    bench_load_result(&mut command)
 }
 
 /// Checks a phase's history for linearizability with synod-check, in-process.
 fn check_history(path: &Path) -> anyhow::Result<Verdict> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the history {}", path.display()))?;
-    let options = ParseOptions {
-        allow_truncated: false,
-    };
-    let history = synod_check::parse_history(&text, options)
+    let history = parse_recorded(&text)
         .map_err(|error| anyhow::anyhow!("the history {} is malformed: {error}", path.display()))?;
-    let started = Instant::now();
-    let clock = move || u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
-    let timeout_nanos = u64::try_from(CHECK_KEY_TIMEOUT.as_nanos()).unwrap_or(u64::MAX);
-    let options = CheckOptions {
-        models: Models {
-            linearizable: true,
-            sequential: false,
-            session: false,
-            lost_writes: false,
-        },
-        key_timeout_nanos: Some(timeout_nanos),
-        clock_nanos: &clock,
-        memory_bytes_max: CHECK_MEMORY_BYTES_MAX,
-        threads,
-        ..CheckOptions::default()
+    // Only linearizability: the sequential search's budgets in `check_recorded` go unused.
+    let models = Models {
+        linearizable: true,
+        sequential: false,
+        session: false,
+        lost_writes: false,
     };
-    let report = synod_check::check(&history, &options);
+    let report = check_recorded(&history, models, CHECK_KEY_TIMEOUT);
     if report.verdict != Verdict::Valid {
         eprintln!("lab skew: {}:\n{}", path.display(), report.text(&history));
     }

@@ -10,6 +10,7 @@ mod bench_kv;
 mod bench_raft;
 mod bench_wal;
 mod check;
+mod harness;
 mod history_lines;
 mod lab;
 mod lab_partition;

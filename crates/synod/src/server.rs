@@ -152,8 +152,11 @@ fn local_config(args: &UpArgs, id: u64, dir: &Path) -> anyhow::Result<String> {
     )
 }
 
-/// Starts `synod server --config <config_path>` with its output appended to `log_path`.
+/// Starts `synod server --config <config_path>` with its output appended to `log_path`,
+/// behind `launcher` when it is not empty (`ip netns exec NS` execs the server, so the
+/// child's pid is the server's).
 pub(crate) fn spawn_server(
+    launcher: &[String],
     exe: &Path,
     config_path: &Path,
     log_path: &Path,
@@ -163,7 +166,15 @@ pub(crate) fn spawn_server(
         .append(true)
         .open(log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
-    Command::new(exe)
+    let mut command = match launcher.split_first() {
+        Some((program, arguments)) => {
+            let mut command = Command::new(program);
+            command.args(arguments).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    };
+    command
         .arg("server")
         .arg("--config")
         .arg(config_path)
@@ -171,11 +182,12 @@ pub(crate) fn spawn_server(
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .with_context(|| {
-            format!(
+        .with_context(|| match launcher.is_empty() {
+            true => format!(
                 "cannot start synod server --config {}",
                 config_path.display()
-            )
+            ),
+            false => format!("cannot start {} synod server", launcher.join(" ")),
         })
 }
 
@@ -236,7 +248,7 @@ pub fn run_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         let config_path = dir.join("synod.toml");
         std::fs::write(&config_path, local_config(args, id, &dir)?)
             .with_context(|| format!("cannot write {}", config_path.display()))?;
-        let child = spawn_server(&exe, &config_path, &dir.join("synod.log"))
+        let child = spawn_server(&[], &exe, &config_path, &dir.join("synod.log"))
             .with_context(|| format!("cannot start node {id}"))?;
         std::fs::write(dir.join("synod.pid"), format!("{}\n", child.id()))?;
         nodes.push(NodeProcess { id, child });

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -162,7 +162,7 @@ impl Cluster {
 
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
         let node = &mut self.nodes[index];
-        let child = spawn_node(
+        let child = spawn_server(
             &node.launcher,
             &self.exe,
             &node.config_path(),
@@ -213,7 +213,7 @@ impl Cluster {
             if node.child.is_none() || node.paused {
                 continue;
             }
-            let Some(status) = status_of(node.resp).await else {
+            let Some(status) = status_of(&node.resp.to_string()).await else {
                 continue;
             };
             if let Some(leader) = status.leader
@@ -318,39 +318,10 @@ impl Drop for Cluster {
     }
 }
 
-/// Starts `synod server` for a node, behind `launcher` when there is one (`ip netns exec
-/// NS` execs the server, so the child's pid is the server's).
-fn spawn_node(
-    launcher: &[String],
-    exe: &Path,
-    config_path: &Path,
-    log_path: &Path,
-) -> anyhow::Result<Child> {
-    let Some((program, arguments)) = launcher.split_first() else {
-        return spawn_server(exe, config_path, log_path);
-    };
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)
-        .with_context(|| format!("cannot open {}", log_path.display()))?;
-    Command::new(program)
-        .args(arguments)
-        .arg(exe)
-        .arg("server")
-        .arg("--config")
-        .arg(config_path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start {} synod server", launcher.join(" ")))
-}
-
-async fn status_of(address: SocketAddr) -> Option<synod_client::ClusterStatus> {
-    let address = address.to_string();
+/// A node's answer to SYNOD.STATUS at `address`, or `None` when it does not answer in time.
+pub(crate) async fn status_of(address: &str) -> Option<synod_client::ClusterStatus> {
     let query = async {
-        let mut connection = Connection::connect(&address, STATUS_TIMEOUT).await.ok()?;
+        let mut connection = Connection::connect(address, STATUS_TIMEOUT).await.ok()?;
         let reply = connection.call(&[b"SYNOD.STATUS"]).await.ok()?;
         parse_status(&reply).ok()
     };

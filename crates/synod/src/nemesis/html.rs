@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use synod_check::html::{escape, tick_step};
+use synod_check::html::{Frame, escape, tick_step};
 
 use super::report::{self, FaultFigures, RunSummary};
 use super::schedule::Kind;
@@ -18,6 +18,13 @@ const RIGHT_MARGIN: f64 = 20.0;
 const AXIS_HEIGHT: f64 = 28.0;
 const ROW_HEIGHT: f64 = 24.0;
 const CHART_HEIGHT: f64 = 140.0;
+const FRAME: Frame = Frame {
+    width: WIDTH,
+    left: LEFT,
+    right_margin: RIGHT_MARGIN,
+    axis_height: AXIS_HEIGHT,
+    row_height: ROW_HEIGHT,
+};
 const FILL_ANSWERED: &str = "#5bb07a";
 const FILL_FAILED: &str = "#d83030";
 const FILL_UNKNOWN: &str = "#b0b0b0";
@@ -50,13 +57,7 @@ impl Scale {
     fn axis(&self, svg: &mut String, height: f64) {
         let end_ms = self.end / 1_000_000;
         let step_ms = tick_step(end_ms).max(1);
-        let _ = write!(
-            svg,
-            "<text x=\"4\" y=\"14\" fill=\"#555\">time (s)</text><line x1=\"{LEFT}\" \
-             y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#888\"/>",
-            AXIS_HEIGHT - 4.0,
-            WIDTH - RIGHT_MARGIN
-        );
+        FRAME.write_axis_title(svg, "s");
         // Bounded: tick_step gives about eight ticks over the span.
         let mut tick_ms = 0;
         while tick_ms <= end_ms {
@@ -75,32 +76,14 @@ impl Scale {
     }
 }
 
-fn svg_open(height: f64) -> String {
-    format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height:.0}\" \
-         font-family=\"monospace\" font-size=\"11\">"
-    )
-}
-
 /// A row per node, a bar per fault on each node it acts on (a partition in the lower half
 /// of the row, so it shows beside another fault on the node), a red mark per crash.
 fn fault_timeline(summary: &RunSummary<'_>, scale: &Scale) -> String {
     let rows_height = summary.nodes_total as f64 * ROW_HEIGHT;
-    let mut svg = svg_open(AXIS_HEIGHT + rows_height + 6.0);
+    let mut svg = FRAME.svg_open(AXIS_HEIGHT + rows_height + 6.0);
     for node in 1..=summary.nodes_total {
         let y = AXIS_HEIGHT + (node - 1) as f64 * ROW_HEIGHT;
-        if node % 2 == 0 {
-            let _ = write!(
-                svg,
-                "<rect x=\"0\" y=\"{y:.1}\" width=\"{WIDTH}\" height=\"{ROW_HEIGHT}\" \
-                 fill=\"#f6f8fb\"/>"
-            );
-        }
-        let _ = write!(
-            svg,
-            "<text x=\"4\" y=\"{:.1}\">node {node}</text>",
-            y + 16.0
-        );
+        FRAME.write_row_label(&mut svg, y, &format!("node {node}"), node % 2 == 0);
     }
     scale.axis(&mut svg, rows_height);
     for record in summary.faults {
@@ -167,7 +150,7 @@ fn throughput_chart(summary: &RunSummary<'_>, buckets: &[Bucket], width: u64) ->
     let scale = Scale {
         end: summary.workload_end,
     };
-    let mut svg = svg_open(AXIS_HEIGHT + CHART_HEIGHT + 6.0);
+    let mut svg = FRAME.svg_open(AXIS_HEIGHT + CHART_HEIGHT + 6.0);
     fault_spans(&mut svg, summary, &scale);
     scale.axis(&mut svg, CHART_HEIGHT);
     let total = |bucket: &Bucket| bucket.answered + bucket.failed + bucket.unknown;
@@ -218,7 +201,7 @@ fn latency_chart(summary: &RunSummary<'_>, buckets: &[Bucket], width: u64) -> St
     let scale = Scale {
         end: summary.workload_end,
     };
-    let mut svg = svg_open(AXIS_HEIGHT + CHART_HEIGHT + 6.0);
+    let mut svg = FRAME.svg_open(AXIS_HEIGHT + CHART_HEIGHT + 6.0);
     fault_spans(&mut svg, summary, &scale);
     scale.axis(&mut svg, CHART_HEIGHT);
     let most = buckets

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use synod_check::{CheckOptions, Models, ParseOptions, Verdict};
+use synod_check::{Models, Verdict};
 use synod_core::Prng;
 
 use cluster::Cluster;
@@ -39,11 +39,12 @@ use report::{FaultRecord, RunSummary};
 use schedule::{Kind, Selection};
 use workload::{Event, WorkloadConfig};
 
+use crate::harness::{TempDir, block_on_interruptible, check_recorded, parse_recorded};
+
 /// How long the clients wait for a leader before the workload starts.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(20);
 /// The checker's budget per key and for the whole-history sequential search.
 const CHECK_KEY_TIMEOUT: Duration = Duration::from_secs(20);
-const CHECK_MEMORY_BYTES_MAX: usize = 2 << 30;
 
 #[derive(Args, Debug)]
 pub struct NemesisArgs {
@@ -116,22 +117,6 @@ impl NemesisArgs {
     }
 }
 
-/// The run's temporary directory, removed when dropped unless kept.
-struct TempDir {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if self.keep {
-            eprintln!("nemesis: kept {}", self.path.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 pub fn run(args: &NemesisArgs) -> anyhow::Result<ExitCode> {
     args.validate()?;
     let seed = args.seed.unwrap_or_else(|| {
@@ -142,28 +127,11 @@ pub fn run(args: &NemesisArgs) -> anyhow::Result<ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.subsec_nanos());
     let name = format!("synod-nemesis-{}-{nanos}", std::process::id());
-    let dir = TempDir {
-        path: std::env::temp_dir().join(name),
-        keep: args.keep,
-    };
-    std::fs::create_dir_all(&dir.path)
-        .with_context(|| format!("cannot create {}", dir.path.display()))?;
+    let dir = TempDir::create("nemesis", &name, args.keep)?;
     eprintln!("nemesis: seed {seed}, directory {}", dir.path.display());
-    let runtime = crate::server::tokio_runtime(2)?;
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            result = run_nemesis(args, seed, &dir.path) => result,
-            () = crate::server::stop_signal() => {
-                eprintln!("nemesis: interrupted; stopping every process it started");
-                Ok(ExitCode::from(130))
-            }
-        }
-    });
-    // The cluster (inside the dropped future) has been killed by now; the runtime's
-    // remaining tasks (clients, proxies) end with it.
-    runtime.shutdown_timeout(Duration::from_secs(2));
+    let outcome = block_on_interruptible("nemesis", run_nemesis(args, seed, &dir.path));
     drop(dir);
-    outcome
+    Ok(outcome?.unwrap_or(ExitCode::from(130)))
 }
 
 /// The fault loop's view of the run.
@@ -422,30 +390,7 @@ async fn finish(
 }
 
 fn check_history(text: &str) -> anyhow::Result<synod_check::Report> {
-    let options = ParseOptions {
-        allow_truncated: false,
-    };
-    let history = synod_check::parse_history(text, options)
+    let history = parse_recorded(text)
         .map_err(|error| anyhow::anyhow!("the recorded history is malformed: {error}"))?;
-    let started = Instant::now();
-    let clock = move || u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
-    let timeout_nanos = u64::try_from(CHECK_KEY_TIMEOUT.as_nanos()).unwrap_or(u64::MAX);
-    let options = CheckOptions {
-        models: Models {
-            linearizable: true,
-            sequential: true,
-            session: true,
-            lost_writes: true,
-        },
-        key_timeout_nanos: Some(timeout_nanos),
-        clock_nanos: &clock,
-        memory_bytes_max: CHECK_MEMORY_BYTES_MAX,
-        threads,
-        sequential_timeout_nanos: Some(timeout_nanos),
-        sequential_nodes_max: synod_check::SEQUENTIAL_NODES_MAX_DEFAULT,
-        session_steps_max: synod_check::session::STEPS_MAX_DEFAULT,
-        key_sequential_nodes_max: u64::MAX,
-    };
-    Ok(synod_check::check(&history, &options))
+    Ok(check_recorded(&history, Models::ALL, CHECK_KEY_TIMEOUT))
 }
