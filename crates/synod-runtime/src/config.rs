@@ -55,6 +55,12 @@ pub struct NodeRuntimeConfig {
     pub reconnect_backoff_min: Duration,
     pub reconnect_backoff_max: Duration,
     pub connect_timeout: Duration,
+    /// How long bytes written to a peer may stay unacknowledged before the connection is
+    /// given up and dialled again (TCP_USER_TIMEOUT on outgoing connections; keepalive
+    /// probes bounded by it on incoming ones). Without it a connection that a partition cut
+    /// retransmits with exponential backoff and, after the partition heals, may stay silent
+    /// for seconds; with it the node redials and is heard again within about this long.
+    pub stall_timeout: Duration,
     /// How long an incoming connection may take to send its hello.
     pub hello_timeout: Duration,
     /// How long shutdown waits for queued frames and disk operations to drain.
@@ -87,8 +93,9 @@ impl NodeRuntimeConfig {
             injection_capacity: INJECTION_CAPACITY_DEFAULT,
             run_budget: RUN_BUDGET_DEFAULT,
             reconnect_backoff_min: Duration::from_millis(50),
-            reconnect_backoff_max: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(2),
+            reconnect_backoff_max: Duration::from_millis(500),
+            connect_timeout: Duration::from_millis(500),
+            stall_timeout: Duration::from_secs(1),
             hello_timeout: Duration::from_secs(5),
             shutdown_flush_timeout: Duration::from_secs(2),
             observations_capacity: OBSERVATIONS_CAPACITY_DEFAULT,
@@ -168,6 +175,7 @@ impl NodeRuntimeConfig {
             1,
             day_ms,
         )?;
+        check_range("stall_timeout_ms", millis(self.stall_timeout), 10, day_ms)?;
         check_range("hello_timeout_ms", millis(self.hello_timeout), 1, day_ms)?;
         check_range(
             "shutdown_flush_timeout_ms",
@@ -204,12 +212,16 @@ mod tests {
         zero_queue.peer_queue_capacity = 0;
         let error = zero_queue.validate().unwrap_err();
         assert_eq!(error.field, "peer_queue_capacity");
-        let mut backwards = config;
+        let mut backwards = config.clone();
         backwards.reconnect_backoff_min = Duration::from_secs(3);
         let error = backwards.validate().unwrap_err();
         assert_eq!(
             error.to_string(),
-            "config: reconnect_backoff_max_ms (2000) must exceed reconnect_backoff_min_ms (3000)"
+            "config: reconnect_backoff_max_ms (500) must exceed reconnect_backoff_min_ms (3000)"
         );
+        let mut no_stall_bound = config;
+        no_stall_bound.stall_timeout = Duration::from_millis(5);
+        let error = no_stall_bound.validate().unwrap_err();
+        assert_eq!(error.field, "stall_timeout_ms");
     }
 }

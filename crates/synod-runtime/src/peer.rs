@@ -77,6 +77,8 @@ pub(crate) struct PeerSender {
     pub(crate) shared: Arc<TransportShared>,
     pub(crate) backoff: Backoff,
     pub(crate) connect_timeout: Duration,
+    /// How long written bytes may stay unacknowledged before the connection is given up.
+    pub(crate) stall_timeout: Duration,
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) connected_before: bool,
 }
@@ -150,6 +152,7 @@ impl PeerSender {
         // Frames are small and latency matters more than packet count; the write buffer does
         // the batching.
         let _ = stream.set_nodelay(true);
+        crate::transport::bound_stalls(&stream, self.stall_timeout);
         let hello = frame::encode_hello(Hello {
             from: self.shared.node,
             to: self.peer,

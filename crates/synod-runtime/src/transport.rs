@@ -260,7 +260,27 @@ pub(crate) struct Incoming {
     pub(crate) shared: Arc<TransportShared>,
     pub(crate) inbound: mpsc::Sender<Inbound>,
     pub(crate) hello_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
     pub(crate) connections_max: usize,
+}
+
+/// Makes a connection that a partition cut fail within about `stall_timeout` instead of
+/// retransmitting for many minutes: written bytes unacknowledged for that long abort it
+/// (TCP_USER_TIMEOUT), and an idle one is probed by keepalives within that span. The
+/// dialer then dials again and the acceptor's reader ends, so that after a partition heals
+/// a fresh connection carries the traffic. Where the system lacks an option, the
+/// connection keeps the system's defaults.
+pub(crate) fn bound_stalls(stream: &TcpStream, stall_timeout: Duration) {
+    let socket = socket2::SockRef::from(stream);
+    let stall = stall_timeout.to_std();
+    let probe_interval = (stall / 4).max(std::time::Duration::from_millis(1));
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(probe_interval)
+        .with_interval(probe_interval)
+        .with_retries(4);
+    let _ = socket.set_tcp_keepalive(&keepalive);
+    #[cfg(target_os = "linux")]
+    let _ = socket.set_tcp_user_timeout(Some(stall));
 }
 
 /// Accepts connections until shutdown, each served by its own reader task. The readers are
@@ -308,6 +328,7 @@ pub(crate) async fn accept_loop(
 /// Reads one incoming connection until it ends, fails or sends bad bytes.
 async fn serve_connection(incoming: Arc<Incoming>, mut stream: TcpStream, remote: SocketAddr) {
     let shared = &incoming.shared;
+    bound_stalls(&stream, incoming.stall_timeout);
     let mut buffer = BytesMut::with_capacity(READ_CHUNK_SIZE);
     let timeout = incoming.hello_timeout;
     let hello =
@@ -440,5 +461,27 @@ async fn read_frames(
             frame::check_end_of_stream(buffer)?;
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bounded_connection_gives_up_unacknowledged_bytes_and_probes_when_idle() {
+        // Checks that bound_stalls sets the options that end a connection a partition cut:
+        // TCP_USER_TIMEOUT at the stall timeout (on Linux) and keepalive probes.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let stream = TcpStream::connect(address).await.expect("connect");
+        bound_stalls(&stream, Duration::from_millis(800));
+        let socket = socket2::SockRef::from(&stream);
+        assert!(socket.keepalive().expect("keepalive"));
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            socket.tcp_user_timeout().expect("user timeout"),
+            Some(std::time::Duration::from_millis(800))
+        );
     }
 }

@@ -63,6 +63,7 @@ pub(crate) fn start(
             shared: transport.clone(),
             inbound: inbound_sender,
             hello_timeout: config.hello_timeout,
+            stall_timeout: config.stall_timeout,
             connections_max: config.connections_max,
         });
         let accept = transport::accept_loop(listener, incoming, shutdown_watch.clone());
@@ -132,6 +133,7 @@ fn start_peers(
                 prng: jitter_seeds.fork(),
             },
             connect_timeout: config.connect_timeout,
+            stall_timeout: config.stall_timeout,
             shutdown: shutdown_watch.clone(),
             connected_before: false,
         };

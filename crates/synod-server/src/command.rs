@@ -192,6 +192,10 @@ pub enum ServiceError {
     /// No answer in time; for a write the outcome is unknown.
     #[error("no answer within {waited_ms} ms")]
     Timeout { waited_ms: u64 },
+    /// The node the write was out at stopped leading before it answered; the write's
+    /// outcome is unknown.
+    #[error("{detail}")]
+    LeaderChanged { detail: String },
     /// Refused at admission because the node is overloaded; nothing was done. `detail` says
     /// how full the node is and ends with "retry later".
     #[error("{detail}")]
@@ -209,7 +213,9 @@ impl ServiceError {
     fn outcome_unknown(&self) -> bool {
         matches!(
             self,
-            ServiceError::Unknown { .. } | ServiceError::Timeout { .. }
+            ServiceError::Unknown { .. }
+                | ServiceError::Timeout { .. }
+                | ServiceError::LeaderChanged { .. }
         )
     }
 }
@@ -2147,6 +2153,10 @@ fn write_error_reply(service_error: &ServiceError, session: Option<SessionRef>) 
         ServiceError::Timeout { waited_ms } => error(format!(
             "ERR synod: the write got no answer within {waited_ms} ms and its outcome is \
              unknown; {retry}"
+        )),
+        ServiceError::LeaderChanged { detail } => error(format!(
+            "ERR synod: the leader changed before the write was answered and its outcome is \
+             unknown ({detail}); {retry}"
         )),
         other => service_error_reply(other),
     }

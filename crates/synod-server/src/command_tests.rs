@@ -705,6 +705,17 @@ fn store_and_service_errors_become_clear_replies() {
                  before writing so that a retry takes effect exactly once",
             ),
         ),
+        (
+            Done::Written(Err(ServiceError::LeaderChanged {
+                detail: "node 1, which had the request, no longer leads (node 2 does)".into(),
+            })),
+            err(
+                "ERR synod: the leader changed before the write was answered and its outcome \
+                 is unknown (node 1, which had the request, no longer leads (node 2 does)); it \
+                 may or may not have taken effect; open a session with SYNOD.SESSION OPEN \
+                 before writing so that a retry takes effect exactly once",
+            ),
+        ),
     ];
     for (done, expected) in cases {
         let mut c = connection();

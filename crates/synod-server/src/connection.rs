@@ -586,6 +586,9 @@ fn service_error(error: GatewayError) -> ServiceError {
         GatewayError::NoLeader { detail } => ServiceError::NoLeader { detail },
         GatewayError::Refused { reason } => ServiceError::Refused { reason },
         GatewayError::Timeout { waited_ms } => ServiceError::Timeout { waited_ms },
+        error @ GatewayError::LeaderChanged { .. } => ServiceError::LeaderChanged {
+            detail: error.to_string(),
+        },
     }
 }
 

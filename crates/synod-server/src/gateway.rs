@@ -16,6 +16,14 @@
 //! other answer goes back to the connection as it is. A request that gets no answer by its
 //! deadline fails with a timeout; for a write its outcome is then unknown.
 //!
+//! When this node learns of a new leader, requests still out at the node that led before
+//! (killed, paused or cut off, it may never answer) do not wait for their deadline: a read
+//! is sent again to the new leader (a read changes nothing, and an answer from either is
+//! one the read may return), and a write or admin request fails at once with
+//! [`GatewayError::LeaderChanged`], its outcome unknown, as etcd answers "leader changed".
+//! Each send of a request carries its attempt in the wire id, so a late answer to an
+//! earlier send is told apart and dropped.
+//!
 //! At most `inflight_max` requests are out at the replicas at once (sent, not yet
 //! answered); the rest wait here, in arrival order, until one is answered or their deadline
 //! passes. The replica's mailbox is shared by Raft messages and client requests, so this cap
@@ -97,6 +105,23 @@ pub enum GatewayError {
     Refused { reason: String },
     #[error("no answer within {waited_ms} ms")]
     Timeout { waited_ms: u64 },
+    /// The request was out at `from`, which no longer leads (`to` does); a write's outcome
+    /// is unknown.
+    #[error("node {from}, which had the request, no longer leads (node {to} does)")]
+    LeaderChanged { from: NodeId, to: NodeId },
+}
+
+/// The bits of a wire request id that number the sends of one request.
+const ATTEMPT_BITS: u32 = 16;
+
+/// The id a send of request `id` carries: the request and which send of it this is.
+fn wire_id(id: u64, attempt: u16) -> u64 {
+    (id << ATTEMPT_BITS) | u64::from(attempt)
+}
+
+/// The request and send a wire id names.
+fn split_wire_id(wire: u64) -> (u64, u16) {
+    (wire >> ATTEMPT_BITS, (wire & 0xffff) as u16)
 }
 
 struct Submission {
@@ -135,6 +160,7 @@ impl Gateway {
             queue,
             config,
             leader_hint: leader_hint.clone(),
+            leader_seen: None,
             pending: BTreeMap::new(),
             retries: BTreeMap::new(),
             waiting: VecDeque::new(),
@@ -211,6 +237,8 @@ struct Pending {
     redirects: u32,
     /// The node the request was last sent to.
     target: NodeId,
+    /// Which send of the request is the current one (wrapping); answers to others are late.
+    attempt: u16,
     /// Whether it is out at a replica now (counted in `inflight`).
     sent: bool,
     permit: Option<Arc<Permit>>,
@@ -239,6 +267,8 @@ struct GatewayLoop {
     queue: mpsc::Receiver<Submission>,
     config: GatewayConfig,
     leader_hint: Arc<AtomicU64>,
+    /// The leader as the last sweep saw it, to notice a change.
+    leader_seen: Option<NodeId>,
     pending: BTreeMap<u64, Pending>,
     /// Requests waiting to be sent again: (when, request id).
     retries: BTreeMap<(Instant, u64), ()>,
@@ -315,6 +345,7 @@ impl GatewayLoop {
             deadline: now + self.config.request_timeout,
             redirects: 0,
             target: self.node,
+            attempt: 0,
             sent: false,
             permit: submission.permit,
         };
@@ -365,8 +396,9 @@ impl GatewayLoop {
             Route::Local => self.node,
             Route::Leader => leader.unwrap_or(self.node),
         };
+        pending.attempt = pending.attempt.wrapping_add(1);
         let request = ClientRequest {
-            id,
+            id: wire_id(id, pending.attempt),
             reply_port: GATEWAY_PORT.0,
             body: pending.body.clone(),
         };
@@ -396,9 +428,14 @@ impl GatewayLoop {
         let Ok(response) = ClientResponse::decode(payload) else {
             return;
         };
-        let id = response.id;
-        if !self.pending.contains_key(&id) {
-            // A late answer to a request that has already timed out.
+        let (id, attempt) = split_wire_id(response.id);
+        if self
+            .pending
+            .get(&id)
+            .is_none_or(|pending| !pending.sent || pending.attempt != attempt)
+        {
+            // A late answer: to a request that has already timed out or been answered, or
+            // to an earlier send of one that was sent again.
             return;
         }
         self.mark_answered(id);
@@ -446,8 +483,10 @@ impl GatewayLoop {
         }
     }
 
-    /// Sends due retries and fails requests past their deadline.
+    /// Sends due retries, moves requests stranded at a former leader, and fails requests
+    /// past their deadline.
     fn sweep(&mut self, now: Instant) {
+        self.follow_leader_change();
         let later = self.retries.split_off(&(now, u64::MAX));
         let due = std::mem::replace(&mut self.retries, later);
         for (_, id) in due.into_keys() {
@@ -467,6 +506,38 @@ impl GatewayLoop {
             }
             let waited_ms = pending.started.elapsed().as_millis() as u64;
             pending.answer(Err(GatewayError::Timeout { waited_ms }));
+        }
+    }
+
+    /// When the known leader has changed to another node, the requests for the leader
+    /// still out at some other node are stranded there: reads are sent again (to the new
+    /// leader), writes and admin requests fail with their outcome unknown.
+    fn follow_leader_change(&mut self) {
+        let leader = self.leader();
+        if leader == self.leader_seen {
+            return;
+        }
+        self.leader_seen = leader;
+        let Some(leader) = leader else {
+            return;
+        };
+        let stranded: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, pending)| {
+                pending.sent && pending.route == Route::Leader && pending.target != leader
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stranded {
+            self.mark_answered(id);
+            let pending = &self.pending[&id];
+            if matches!(pending.body, RequestBody::Read { .. }) {
+                self.dispatch(id);
+            } else {
+                let from = pending.target;
+                self.finish(id, Err(GatewayError::LeaderChanged { from, to: leader }));
+            }
         }
     }
 

@@ -391,7 +391,10 @@ fn a_three_node_cluster_serves_redis_commands_survives_a_leader_kill_and_stops_c
     cluster.launch();
     cluster.leader();
     let mut conn = connect(cluster.resp(1)).expect("connect after restart");
-    assert_eq!(conn.call(&["GET", "after-kill"]), Some(bulk("yes")));
+    // Until node 1 hears from the new leader it refuses with TRYAGAIN.
+    wait_for(Duration::from_secs(20), || {
+        conn.call(&["GET", "after-kill"]) == Some(bulk("yes"))
+    });
     assert_eq!(conn.call(&["GET", "p500"]), Some(bulk("v500")));
     assert_eq!(conn.call(&["GET", "counter"]), Some(bulk("2")));
 }
@@ -708,7 +711,10 @@ fn a_flood_over_the_admission_limit_is_refused_with_busy_and_a_node_without_quor
     // are still answered, the refusals are counted in /metrics, and no node's term moves
     // (the leader keeps its lead). Then a follower cut off from the other two (both
     // SIGSTOPped) reports itself degraded in INFO, refuses a write with -TRYAGAIN no quorum
-    // without waiting out the request timeout, and still serves a stale read.
+    // without waiting out the request timeout, and still serves a stale read. Last, a
+    // paused leader strands what a follower forwarded to it: once the others elect a new
+    // leader, the follower fails the write at once as "leader changed" (outcome unknown)
+    // and sends the read on to the new leader, neither waiting out the 60 s timeout.
     let env = [
         ("SYNOD_RESILIENCE__LIMIT_MIN", "4"),
         ("SYNOD_RESILIENCE__LIMIT_INITIAL", "4"),
@@ -781,4 +787,37 @@ fn a_flood_over_the_admission_limit_is_refused_with_busy_and_a_node_without_quor
     for id in &others {
         signal(cluster.pid(*id), "-CONT");
     }
+
+    // Pause the leader with a write and a read out at it through a follower, once the
+    // cluster has settled: a follower's write goes through and the leader still leads.
+    let (mut leader, mut follower) = (0, 0);
+    wait_for(Duration::from_secs(30), || {
+        leader = cluster.leader();
+        follower = (1..=3).find(|id| *id != leader).expect("a follower");
+        connect(cluster.resp(follower))
+            .and_then(|mut conn| conn.call(&["SET", "stranded", "before"]))
+            == Some(ok())
+            && cluster.says_it_leads(leader)
+    });
+    let mut writer = connect(cluster.resp(follower)).expect("connect to the follower");
+    let mut reader = connect(cluster.resp(follower)).expect("connect to the follower");
+    signal(cluster.pid(leader), "-STOP");
+    writer
+        .send(&["SET", "stranded", "during"])
+        .expect("send the write");
+    reader.send(&["GET", "stranded"]).expect("send the read");
+    match writer.receive() {
+        Some(Reply::Error(text)) => assert!(
+            text.starts_with("ERR synod: the leader changed before the write was answered"),
+            "{text}"
+        ),
+        other => panic!("the stranded write: {other:?}"),
+    }
+    match reader.receive() {
+        Some(Reply::Bulk(Some(value))) => {
+            assert!(value == "before" || value == "during", "{value:?}");
+        }
+        other => panic!("the stranded read: {other:?}"),
+    }
+    signal(cluster.pid(leader), "-CONT");
 }
