@@ -39,6 +39,16 @@ pub enum NetSendError {
     QueueFull { node: NodeId, capacity: usize },
     #[error("payload of {size} bytes exceeds the frame limit of {limit} bytes")]
     TooLarge { size: usize, limit: usize },
+    /// The peer has not been answering: its circuit breaker is open (or half-open with its
+    /// trial out), and the message was dropped without being queued.
+    #[error(
+        "node {node} is not answering (its circuit breaker is {state}); the message was dropped, retry in {retry_after_ms} ms"
+    )]
+    PeerUnavailable {
+        node: NodeId,
+        state: &'static str,
+        retry_after_ms: u64,
+    },
 }
 
 /// Identifies one outstanding disk request of a node.

@@ -566,11 +566,19 @@ impl Client {
         if status.leader == Some(status.node) || leader_address == address {
             return Ok(connection);
         }
-        // The candidate answered, so this round asked someone even if the leader's breaker
-        // is open: the operation's retries wait for it instead of forcing it.
-        breakers::connect(&mut self.breakers, &leader_address, timeout)
-            .await
-            .map_err(|error| Problem::Failed(error.to_string()))
+        // A live node names the leader now: news the leader's breaker has not seen (it may
+        // have opened while that node was down, before it won an election). Waiting out the
+        // open state would leave the client without a leader for that long, so an open
+        // breaker gets its half-open trial at once; a failed trial opens it again.
+        let connected = match breakers::connect(&mut self.breakers, &leader_address, timeout).await
+        {
+            Err(ClientError::BreakerOpen { .. }) => {
+                self.breakers.force_half_open(&leader_address);
+                breakers::connect(&mut self.breakers, &leader_address, timeout).await
+            }
+            result => result,
+        };
+        connected.map_err(|error| Problem::Failed(error.to_string()))
     }
 
     fn learn_members(&mut self, status: &ClusterStatus) {

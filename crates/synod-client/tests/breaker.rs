@@ -310,3 +310,47 @@ async fn when_every_breaker_is_open_the_least_recently_opened_node_is_still_trie
     assert!(forced >= 1, "no breaker was forced half-open: {states:?}");
     assert!(first.accepted() + second.accepted() > 4, "{states:?}");
 }
+
+#[tokio::test]
+async fn a_leader_named_by_a_live_node_is_tried_even_while_its_breaker_is_open() {
+    // Checks discovery after a node that was down comes back as the leader: its breaker
+    // opened while it hung, and with open_duration at ten minutes a client that waited out
+    // the open state would get no leader; instead, because a live follower names it, the
+    // client gives it a half-open trial at once, reads succeed and the breaker closes.
+    let (follower_listener, follower_address) = FakeNode::bind().await;
+    let (leader_listener, leader_address) = FakeNode::bind().await;
+    let cluster = Arc::new(Cluster {
+        members: vec![(1, follower_address.clone()), (2, leader_address.clone())],
+        leader: 2,
+    });
+    let _follower = FakeNode::start(follower_listener, 1, cluster.clone(), true);
+    let leader = FakeNode::start(leader_listener, 2, cluster, false);
+    let seeds = [follower_address.as_str()];
+    let mut client = Client::new(&seeds, config(Duration::from_secs(600))).unwrap();
+    // Bounded: calls_min (2) failures open the breaker; each read fails at the hung leader.
+    for _ in 0..4 {
+        if client
+            .breaker_states()
+            .iter()
+            .any(|state| state.address == leader_address && state.state == BreakerState::Open)
+        {
+            break;
+        }
+        let error = client.get(b"k").await.unwrap_err();
+        assert!(!matches!(error, ClientError::BreakerOpen { .. }), "{error}");
+    }
+    assert_eq!(
+        breaker_of(&client, &leader_address).state,
+        BreakerState::Open
+    );
+    leader.answering.store(true, Ordering::SeqCst);
+    let value = client
+        .get(b"k")
+        .await
+        .expect("the recovered leader answers");
+    assert_eq!(value, None);
+    assert_eq!(client.connected_address(), Some(leader_address.as_str()));
+    let state = breaker_of(&client, &leader_address);
+    assert_eq!(state.state, BreakerState::Closed, "{state}");
+    assert!(state.stats.transitions_to_half_open >= 1, "{state}");
+}

@@ -8,6 +8,7 @@ use synod_actor::SystemConfig;
 use synod_core::config::{check_less, check_range};
 use synod_core::limits::{MAILBOX_CAPACITY_MAX, NODES_COUNT_MAX, PEER_QUEUE_CAPACITY_DEFAULT};
 use synod_core::{ConfigError, Duration, NodeId, Validate};
+use synod_resilience::{BreakerConfig, SlidingWindow};
 
 /// Default bound on network arrivals waiting for the node loop.
 pub const INBOUND_CAPACITY_DEFAULT: usize = 4_096;
@@ -28,6 +29,23 @@ pub const CONNECTIONS_MAX_DEFAULT: usize = 2 * NODES_COUNT_MAX;
 pub const OPEN_FILES_MAX: usize = 4_096;
 /// The most incoming connections a node may be configured to accept.
 pub const CONNECTIONS_MAX: usize = 4_096;
+
+/// The peers' circuit breaker by default: it opens when the last two or more of up to four
+/// calls all failed (a peer silent for two answer timeouts, or whose connections keep
+/// failing), stays open 2 s, then lets one frame through as its trial, which has 3 s to be
+/// answered.
+pub fn peer_breaker_default() -> BreakerConfig {
+    BreakerConfig {
+        window: SlidingWindow::Count { calls_count: 4 },
+        failure_rate_percent: 100,
+        slow_call_rate_percent: 100,
+        slow_call_duration: Duration::from_millis(500),
+        calls_min: 2,
+        open_duration: Duration::from_secs(2),
+        half_open_trials_max: 1,
+        half_open_duration_max: Duration::from_secs(3),
+    }
+}
 
 /// Everything one node's runtime needs. Build it with [`NodeRuntimeConfig::new`] and change
 /// the fields that differ from the defaults.
@@ -61,6 +79,13 @@ pub struct NodeRuntimeConfig {
     /// retransmits with exponential backoff and, after the partition heals, may stay silent
     /// for seconds; with it the node redials and is heard again within about this long.
     pub stall_timeout: Duration,
+    /// The circuit breaker of each peer, fed by whether the peer answers (see
+    /// `peer_breaker.rs`): while it is open, sends to the peer are refused at once with
+    /// `PeerUnavailable` instead of queued. `None`: no breakers.
+    pub peer_breaker: Option<BreakerConfig>,
+    /// How long a peer may take to send anything after a frame went to it before the call
+    /// counts as failed.
+    pub peer_answer_timeout: Duration,
     /// How long an incoming connection may take to send its hello.
     pub hello_timeout: Duration,
     /// How long shutdown waits for queued frames and disk operations to drain.
@@ -96,6 +121,8 @@ impl NodeRuntimeConfig {
             reconnect_backoff_max: Duration::from_millis(500),
             connect_timeout: Duration::from_millis(500),
             stall_timeout: Duration::from_secs(1),
+            peer_breaker: Some(peer_breaker_default()),
+            peer_answer_timeout: Duration::from_secs(1),
             hello_timeout: Duration::from_secs(5),
             shutdown_flush_timeout: Duration::from_secs(2),
             observations_capacity: OBSERVATIONS_CAPACITY_DEFAULT,
@@ -176,6 +203,25 @@ impl NodeRuntimeConfig {
             day_ms,
         )?;
         check_range("stall_timeout_ms", millis(self.stall_timeout), 10, day_ms)?;
+        check_range(
+            "peer_answer_timeout_ms",
+            millis(self.peer_answer_timeout),
+            1,
+            day_ms,
+        )?;
+        if let Some(breaker) = &self.peer_breaker {
+            breaker
+                .validate()
+                .map_err(|error| error.within("peer_breaker"))?;
+            if breaker.half_open_duration_max <= self.peer_answer_timeout {
+                check_less(
+                    "peer_answer_timeout_ms",
+                    millis(self.peer_answer_timeout),
+                    "peer_breaker.half_open_duration_max_ms",
+                    millis(breaker.half_open_duration_max),
+                )?;
+            }
+        }
         check_range("hello_timeout_ms", millis(self.hello_timeout), 1, day_ms)?;
         check_range(
             "shutdown_flush_timeout_ms",

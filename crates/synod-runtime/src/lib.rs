@@ -43,6 +43,7 @@ pub mod frame;
 mod node;
 mod node_loop;
 mod peer;
+mod peer_breaker;
 mod record;
 mod services;
 mod transport;
@@ -50,7 +51,7 @@ mod wiring;
 
 pub use bench::{BENCH_CHAIN_LENGTH_MAX, BENCH_WINDOW, ChainReport, bench_actor_chain};
 pub use clock::{CLOCK_DRIFT_PPM_MAX, CLOCK_OFFSET_MS_MAX, ClockFaultSettings};
-pub use config::NodeRuntimeConfig;
+pub use config::{NodeRuntimeConfig, peer_breaker_default};
 pub use disk::{DiskStats, LOCK_FILE_NAME};
 pub use endpoint::{Endpoint, EndpointSendError, EndpointSender};
 pub use error::RuntimeError;

@@ -19,6 +19,7 @@ use crate::endpoint::{
 };
 use crate::error::RuntimeError;
 use crate::node_loop::{LoopExit, LoopStats, NodeLoop};
+use crate::peer_breaker::PeerBreaker;
 use crate::record::{BoundedLog, Logger, lock};
 use crate::services::{ObservationLog, ObservationRecord, RuntimeServices, ServicesStats};
 use crate::transport::{NetworkErrorRecord, PeerCounters, PeerStats, TransportShared};
@@ -156,7 +157,9 @@ impl NodeHandle {
 
     /// Counters of incoming connections that never named a node with a valid hello.
     pub fn unidentified_stats(&self) -> PeerStats {
-        self.transport.unidentified.snapshot()
+        self.transport
+            .unidentified
+            .snapshot(self.transport.clock.now())
     }
 }
 
@@ -261,9 +264,15 @@ impl NodeRuntime {
             return;
         }
         self.config.peers.insert(node, address);
-        lock(&self.transport.peers)
-            .entry(node)
-            .or_insert_with(|| Arc::new(PeerCounters::default()));
+        let breaker = self.config.peer_breaker;
+        let answer_timeout = self.config.peer_answer_timeout;
+        lock(&self.transport.peers).entry(node).or_insert_with(|| {
+            let counters = PeerCounters::default();
+            if let Some(config) = breaker {
+                counters.install_breaker(PeerBreaker::new(config, answer_timeout));
+            }
+            Arc::new(counters)
+        });
     }
 
     /// Opens `port` on this node for a task outside the actor system: what actors and peers
@@ -406,7 +415,7 @@ fn collect_report(
         services: node_loop.services.stats,
         loop_stats: node_loop.stats,
         peers: transport.peer_stats(),
-        unidentified: transport.unidentified.snapshot(),
+        unidentified: transport.unidentified.snapshot(transport.clock.now()),
         network_errors,
         network_errors_dropped_count,
         disk: DiskStats::default(),

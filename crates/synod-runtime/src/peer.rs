@@ -136,6 +136,7 @@ impl PeerSender {
             };
             failures_count = failures_count.saturating_add(1);
             self.counters.count_connect_failure();
+            self.counters.connection_failed(self.shared.clock.now());
             if failures_count == 1 {
                 self.record(failure);
             }
@@ -184,6 +185,7 @@ impl PeerSender {
             if let Err(kind) = self.write_batch(&mut writer, next).await {
                 self.record(kind);
                 self.counters.count_disconnect();
+                self.counters.connection_failed(self.shared.clock.now());
                 return StreamEnd::Disconnected;
             }
             // The acceptor never writes, so any read result (end of stream, an error, or
@@ -197,6 +199,7 @@ impl PeerSender {
                 },
                 _ = reader.read(&mut probe) => {
                     self.counters.count_disconnect();
+                    self.counters.connection_failed(self.shared.clock.now());
                     return StreamEnd::Disconnected;
                 }
             };

@@ -161,6 +161,13 @@ impl Services for RuntimeServices {
             self.stats.unknown_node_sends_count += 1;
             return Err(NetSendError::UnknownNode { node: to });
         };
+        if let Err(rejected) = peer.counters.admit(self.clock.now()) {
+            return Err(NetSendError::PeerUnavailable {
+                node: to,
+                state: rejected.state.name(),
+                retry_after_ms: rejected.retry_after.as_millis(),
+            });
+        }
         // A closed queue means the peer's task is gone, which happens only while the node
         // shuts down; to the actor that is the same as a full queue: the message is dropped.
         match peer.queue.try_send(OutgoingFrame { port, payload }) {

@@ -22,8 +22,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use synod_resilience::{BreakerState, Rejected};
+
 use crate::clock::Clock;
 use crate::frame::{self, FrameError, Hello};
+use crate::peer_breaker::PeerBreaker;
 use crate::record::{BoundedLog, Logger, lock};
 
 /// How many bytes a reader asks the socket for at a time.
@@ -48,6 +51,9 @@ pub(crate) struct PeerCounters {
     malformed_frames: AtomicU64,
     queue_full_drops: AtomicU64,
     refused_connections: AtomicU64,
+    breaker_rejections: AtomicU64,
+    /// Whether the peer answers; `None`: no breaker (frames are always queued).
+    breaker: Mutex<Option<PeerBreaker>>,
 }
 
 /// A snapshot of one peer's counters, for reports and status pages.
@@ -73,6 +79,12 @@ pub struct PeerStats {
     pub queue_full_drops_count: u64,
     /// Incoming connections refused before any frame (bad hello, too many connections).
     pub refused_connections_count: u64,
+    /// The peer's circuit breaker (`None`: none configured).
+    pub breaker_state: Option<BreakerState>,
+    /// Frames refused because the peer's breaker was open.
+    pub breaker_rejections_count: u64,
+    /// Times the peer's breaker opened.
+    pub breaker_opened_count: u64,
 }
 
 pub(crate) fn add(counter: &AtomicU64, amount: u64) {
@@ -109,8 +121,48 @@ impl PeerCounters {
         add(&self.queue_full_drops, 1);
     }
 
-    pub(crate) fn snapshot(&self) -> PeerStats {
+    /// Gives the peer a circuit breaker (before the node runs).
+    pub(crate) fn install_breaker(&self, breaker: PeerBreaker) {
+        *lock(&self.breaker) = Some(breaker);
+    }
+
+    /// Whether a frame may go to the peer at `now` (see [`PeerBreaker::admit`]); a refusal
+    /// is counted.
+    pub(crate) fn admit(&self, now: Instant) -> Result<(), Rejected> {
+        let mut breaker = lock(&self.breaker);
+        let Some(breaker) = breaker.as_mut() else {
+            return Ok(());
+        };
+        let admitted = breaker.admit(now);
+        if admitted.is_err() {
+            add(&self.breaker_rejections, 1);
+        }
+        admitted
+    }
+
+    /// A frame arrived from the peer.
+    pub(crate) fn heard(&self, now: Instant) {
+        if let Some(breaker) = lock(&self.breaker).as_mut() {
+            breaker.heard(now);
+        }
+    }
+
+    /// A connection to the peer failed.
+    pub(crate) fn connection_failed(&self, now: Instant) {
+        if let Some(breaker) = lock(&self.breaker).as_mut() {
+            breaker.connection_failed(now);
+        }
+    }
+
+    pub(crate) fn snapshot(&self, now: Instant) -> PeerStats {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let (breaker_state, breaker_opened_count) = match lock(&self.breaker).as_mut() {
+            Some(breaker) => (
+                Some(breaker.state(now)),
+                breaker.stats().transitions_to_open,
+            ),
+            None => (None, 0),
+        };
         PeerStats {
             frames_sent_count: read(&self.frames_sent),
             bytes_sent_count: read(&self.bytes_sent),
@@ -125,6 +177,9 @@ impl PeerCounters {
             malformed_frames_count: read(&self.malformed_frames),
             queue_full_drops_count: read(&self.queue_full_drops),
             refused_connections_count: read(&self.refused_connections),
+            breaker_state,
+            breaker_rejections_count: read(&self.breaker_rejections),
+            breaker_opened_count,
         }
     }
 }
@@ -245,7 +300,7 @@ impl TransportShared {
         let peers = lock(&self.peers);
         peers
             .iter()
-            .map(|(node, counters)| (*node, counters.snapshot()))
+            .map(|(node, counters)| (*node, counters.snapshot(self.clock.now())))
             .collect()
     }
 
@@ -442,6 +497,7 @@ async fn read_frames(
                 });
             }
             add(&counters.frames_received, 1);
+            counters.heard(incoming.shared.clock.now());
             let size = frame::LENGTH_PREFIX_SIZE + frame::FRAME_HEADER_SIZE + frame.payload.len();
             add(&counters.bytes_received, size as u64);
             let inbound = Inbound {

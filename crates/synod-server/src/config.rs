@@ -188,6 +188,16 @@ pub struct ResilienceSection {
     /// A node that has not heard from a leader (or, leading, from a majority) for this long
     /// is degraded: requests that need a quorum fail at once. 0: twice the election timeout.
     pub degraded_after_ms: u64,
+    /// A circuit breaker per peer in the transport: a peer that sends nothing for two
+    /// answer timeouts in a row (or whose connections keep failing) has its breaker opened,
+    /// and frames to it are refused at once instead of queued, until a trial frame after
+    /// `peer_breaker_open_ms` is answered.
+    pub peer_breaker: bool,
+    /// How long a peer may take to send anything after a frame went to it (every node
+    /// hears from every other at least once per failure-detector heartbeat).
+    pub peer_answer_timeout_ms: u64,
+    /// How long an open peer breaker refuses frames before it lets a trial through.
+    pub peer_breaker_open_ms: u64,
 }
 
 impl Default for ResilienceSection {
@@ -213,11 +223,36 @@ impl Default for ResilienceSection {
             groups: Vec::new(),
             replica_requests_max: 0,
             degraded_after_ms: 0,
+            peer_breaker: true,
+            peer_answer_timeout_ms: 1_000,
+            peer_breaker_open_ms: 2_000,
         }
     }
 }
 
 impl ResilienceSection {
+    /// The transport's per-peer breaker this section describes (`None`: switched off),
+    /// and the answer timeout that feeds it.
+    pub fn peer_breaker_config(
+        &self,
+    ) -> (
+        Option<synod_resilience::BreakerConfig>,
+        synod_core::Duration,
+    ) {
+        let answer_timeout = synod_core::Duration::from_millis(self.peer_answer_timeout_ms);
+        let breaker = self.peer_breaker.then(|| synod_resilience::BreakerConfig {
+            // Slow: an answer after half the timeout.
+            slow_call_duration: synod_core::Duration::from_millis(
+                (self.peer_answer_timeout_ms / 2).max(1),
+            ),
+            open_duration: synod_core::Duration::from_millis(self.peer_breaker_open_ms),
+            // A trial has three answer timeouts to be judged.
+            half_open_duration_max: answer_timeout.saturating_mul(3),
+            ..synod_runtime::peer_breaker_default()
+        });
+        (breaker, answer_timeout)
+    }
+
     /// The adaptive limit this section describes.
     pub fn limit_config(&self) -> synod_resilience::LimitConfig {
         synod_resilience::LimitConfig {
@@ -546,6 +581,18 @@ impl Validate for ResilienceSection {
             100,
         )?;
         check_range("groups", self.groups.len(), 0, GROUPS_MAX)?;
+        check_range(
+            "peer_answer_timeout_ms",
+            self.peer_answer_timeout_ms,
+            10,
+            60_000,
+        )?;
+        check_range(
+            "peer_breaker_open_ms",
+            self.peer_breaker_open_ms,
+            1,
+            3_600_000,
+        )?;
         let mut names = BTreeSet::new();
         for group in &self.groups {
             if group.name.is_empty() || group.name.len() > 64 {
@@ -691,7 +738,7 @@ http = "127.0.0.1:8002"
         let group = "[[resilience.groups]]\nname = \"batch\"\nmax_share_percent = 30\n";
         let twice = format!("{MINIMAL}{group}{group}");
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
-        let cases: [Case<'_>; 6] = [
+        let cases: [Case<'_>; 8] = [
             (
                 MINIMAL,
                 &[("SYNOD_RESILIENCE__LIMIT_MIN", "0")],
@@ -722,6 +769,16 @@ http = "127.0.0.1:8002"
                 MINIMAL,
                 &[("SYNOD_RESILIENCE__DEGRADED_AFTER_MS", "100")],
                 "resilience.degraded_after_ms (100) must be between 300",
+            ),
+            (
+                MINIMAL,
+                &[("SYNOD_RESILIENCE__PEER_ANSWER_TIMEOUT_MS", "0")],
+                "resilience.peer_answer_timeout_ms (0) must be between 10 and 60000",
+            ),
+            (
+                MINIMAL,
+                &[("SYNOD_RESILIENCE__PEER_BREAKER_OPEN_MS", "0")],
+                "resilience.peer_breaker_open_ms (0) must be between 1",
             ),
         ];
         for (text, vars, expected) in cases {

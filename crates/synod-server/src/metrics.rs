@@ -111,6 +111,22 @@ pub struct NodeFigures {
     pub wal: Vec<(String, u64)>,
     /// The actor tree, in tree order.
     pub actors: Vec<ActorRow>,
+    /// The transport's view of each peer, by node id.
+    pub peers: Vec<PeerFigures>,
+}
+
+/// One peer as the transport sees it: its circuit breaker and its connection counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerFigures {
+    pub node: u64,
+    /// `closed`, `open` or `half-open`; `None`: no breaker.
+    pub breaker_state: Option<&'static str>,
+    pub breaker_opened: u64,
+    pub breaker_rejections: u64,
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub reconnects: u64,
+    pub queue_full_drops: u64,
 }
 
 impl NodeFigures {
@@ -122,6 +138,7 @@ impl NodeFigures {
             replica: Vec::new(),
             wal: Vec::new(),
             actors: Vec::new(),
+            peers: Vec::new(),
         }
     }
 }
@@ -559,6 +576,7 @@ fn node_registry(node: &NodeFigures) -> Registry {
     registry.add_named("synod_replica_", "A replica counter", &node.replica);
     registry.add_named("synod_wal_", "A WAL or disk counter", &node.wal);
     registry.add_actors(&node.actors);
+    registry.add_peers(&node.peers);
     registry.registry
 }
 
@@ -721,6 +739,70 @@ impl NodeRegistry {
             "synod_follower_active",
             "1 when the leader heard from the follower within the election timeout",
             active,
+        );
+    }
+
+    fn add_peers(&mut self, peers: &[PeerFigures]) {
+        if peers.is_empty() {
+            return;
+        }
+        let state = Family::<Labels, U64Gauge>::default();
+        let opened = Family::<Labels, Counter>::default();
+        let rejections = Family::<Labels, Counter>::default();
+        let sent = Family::<Labels, Counter>::default();
+        let received = Family::<Labels, Counter>::default();
+        let reconnects = Family::<Labels, Counter>::default();
+        let drops = Family::<Labels, Counter>::default();
+        for peer in peers {
+            let labels = vec![("peer", peer.node.to_string())];
+            if let Some(current) = peer.breaker_state {
+                for name in ["closed", "open", "half-open"] {
+                    let mut state_labels = labels.clone();
+                    state_labels.push(("state", name.to_string()));
+                    state
+                        .get_or_create(&state_labels)
+                        .set(u64::from(name == current));
+                }
+            }
+            opened.get_or_create(&labels).inc_by(peer.breaker_opened);
+            rejections
+                .get_or_create(&labels)
+                .inc_by(peer.breaker_rejections);
+            sent.get_or_create(&labels).inc_by(peer.frames_sent);
+            received.get_or_create(&labels).inc_by(peer.frames_received);
+            reconnects.get_or_create(&labels).inc_by(peer.reconnects);
+            drops.get_or_create(&labels).inc_by(peer.queue_full_drops);
+        }
+        self.register(
+            "synod_peer_breaker_state",
+            "1 for the state the peer's circuit breaker is in",
+            state,
+        );
+        self.register(
+            "synod_peer_breaker_opened",
+            "Times the peer's circuit breaker opened (the peer stopped answering)",
+            opened,
+        );
+        self.register(
+            "synod_peer_breaker_rejections",
+            "Frames to the peer refused because its circuit breaker was open",
+            rejections,
+        );
+        self.register("synod_peer_frames_sent", "Frames sent to the peer", sent);
+        self.register(
+            "synod_peer_frames_received",
+            "Frames received from the peer",
+            received,
+        );
+        self.register(
+            "synod_peer_reconnects",
+            "Connections to the peer made again after one was lost",
+            reconnects,
+        );
+        self.register(
+            "synod_peer_queue_full_drops",
+            "Frames to the peer dropped because its send queue was full",
+            drops,
         );
     }
 

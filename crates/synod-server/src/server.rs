@@ -36,7 +36,7 @@ use crate::config::ServerConfig;
 use crate::connection::{self, Shared, StatusSource};
 use crate::gateway::{GATEWAY_PORT, Gateway, GatewayConfig, Route};
 use crate::health::{Health, HealthState};
-use crate::metrics::{ActorRow, Metrics, NodeFigures};
+use crate::metrics::{ActorRow, Metrics, NodeFigures, PeerFigures};
 use crate::resp::{Reply, RespLimits, encode};
 use crate::status::{FollowerStatus, MemberEndpoints, NodeStatus};
 
@@ -147,6 +147,7 @@ fn runtime_config(config: &ServerConfig) -> NodeRuntimeConfig {
     runtime.data_dir = Some(config.data_dir.clone());
     runtime.log_to_stderr = config.log;
     runtime.clock_faults = config.faults.clock;
+    (runtime.peer_breaker, runtime.peer_answer_timeout) = config.resilience.peer_breaker_config();
     runtime.inbound_capacity = 65_536;
     runtime.peer_queue_capacity = 65_536;
     runtime.local_queue_capacity = 65_536;
@@ -680,12 +681,28 @@ impl AdminBackend for NodeSource {
             ("disk_bytes_written".to_string(), disk.bytes_written_count),
             ("disk_syncs".to_string(), disk.syncs_count),
         ];
+        let peers = self
+            .handle
+            .peer_stats()
+            .into_iter()
+            .map(|(node, stats)| PeerFigures {
+                node: node.0,
+                breaker_state: stats.breaker_state.map(|state| state.name()),
+                breaker_opened: stats.breaker_opened_count,
+                breaker_rejections: stats.breaker_rejections_count,
+                frames_sent: stats.frames_sent_count,
+                frames_received: stats.frames_received_count,
+                reconnects: stats.reconnects_count,
+                queue_full_drops: stats.queue_full_drops_count,
+            })
+            .collect();
         Ok(NodeFigures {
             status: sample.status,
             raft: sample.raft,
             replica: sample.replica,
             wal,
             actors: sample.actors,
+            peers,
         })
     }
 

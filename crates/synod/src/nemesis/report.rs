@@ -376,8 +376,9 @@ fn write_recovery(
     writeln!(
         text,
         "Measured from a leader kill, or from a partition's heal, to the completion of the \
-         first write invoked after it that succeeded (client backoff included). Election \
-         timeout: {} ms.\n",
+         first write invoked after it that succeeded (client backoff included: a client \
+         waits at most {} ms between attempts). Election timeout: {} ms.\n",
+        super::workload::BACKOFF_MAX.as_millis(),
         summary.election_timeout_ms
     )?;
     for line in recovery_lines(summary, figures) {

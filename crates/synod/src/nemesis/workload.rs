@@ -21,6 +21,10 @@ const OPS_PER_CLIENT_MAX: usize = 500_000;
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(6);
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
 const OPERATION_DEADLINE: Duration = Duration::from_millis(3000);
+/// The longest wait between two attempts of one operation. Short, so that the moment the
+/// cluster can serve again shows in the history within this much (the recovery figures
+/// measure the cluster, not a client's patience).
+pub const BACKOFF_MAX: Duration = Duration::from_millis(100);
 /// How long the final read of one key is tried before the harness gives up on it.
 const FINAL_READ_DEADLINE: Duration = Duration::from_secs(20);
 /// The pause between two operations of one client, so that a run's history stays small
@@ -54,6 +58,7 @@ fn client_config(seed: u64, read_level: ReadLevel) -> ClientConfig {
     ClientConfig {
         request_timeout: REQUEST_TIMEOUT,
         operation_deadline: OPERATION_DEADLINE,
+        backoff_max: BACKOFF_MAX,
         read_level: Some(read_level),
         sessions: false,
         jitter_seed: Some(seed),
