@@ -101,6 +101,9 @@ pub struct NodeRuntimeConfig {
     /// Allow clock faults to be injected at run time ([`crate::NodeHandle::set_clock_faults`]):
     /// for fault testing only, never in production.
     pub clock_faults: bool,
+    /// Allow a slow disk to be injected at run time ([`crate::NodeHandle::set_disk_faults`]):
+    /// for fault testing only, never in production.
+    pub disk_faults: bool,
 }
 
 impl NodeRuntimeConfig {
@@ -132,6 +135,7 @@ impl NodeRuntimeConfig {
             log_to_stderr: true,
             log_observations: false,
             clock_faults: false,
+            disk_faults: false,
         }
     }
 

@@ -58,7 +58,13 @@ pub(crate) struct DiskCounters {
     pub(crate) bytes_read: AtomicU64,
     pub(crate) bytes_written: AtomicU64,
     pub(crate) syncs: AtomicU64,
+    /// An injected slow disk: microseconds each file or directory sync waits before it
+    /// runs (0: none). Set only through [`crate::NodeHandle::set_disk_faults`].
+    pub(crate) sync_delay_us: AtomicU64,
 }
+
+/// The longest injected sync delay a node accepts.
+pub const DISK_SYNC_DELAY_MAX: synod_core::Duration = synod_core::Duration::from_secs(10);
 
 /// A snapshot of the disk counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,6 +126,16 @@ fn serve_requests(parts: DiskThreadParts) {
     } = parts;
     let mut storage = lock.storage;
     while let Some(DiskRequest { id, op }) = requests.blocking_recv() {
+        if matches!(op, DiskOp::Sync { .. } | DiskOp::SyncDir) {
+            // An injected slow disk holds the IO thread as a slow device would.
+            let delay_us = counters
+                .sync_delay_us
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .min(DISK_SYNC_DELAY_MAX.as_micros());
+            if delay_us > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(delay_us));
+            }
+        }
         let result = storage.execute(&op);
         add(&counters.operations, 1);
         match (&op, &result) {

@@ -80,6 +80,8 @@ pub struct NodeHandle {
     observations: ObservationLog,
     transport: Arc<TransportShared>,
     disk: Arc<DiskCounters>,
+    /// Whether disk faults may be injected.
+    disk_faults: bool,
     clock: Clock,
 }
 
@@ -143,6 +145,36 @@ impl NodeHandle {
     /// clock). Refused unless the node was configured with `clock_faults`.
     pub fn set_clock_faults(&self, settings: ClockFaultSettings) -> Result<(), String> {
         self.clock.set_faults(settings)
+    }
+
+    /// Makes every file and directory sync of this node wait `sync_delay` first (a slow
+    /// disk; zero: none). Refused unless the node was configured with `disk_faults`, or
+    /// beyond [`crate::DISK_SYNC_DELAY_MAX`].
+    pub fn set_disk_faults(&self, sync_delay: synod_core::Duration) -> Result<(), String> {
+        if !self.disk_faults {
+            return Err("disk faults are disabled on this node".to_string());
+        }
+        if sync_delay > crate::DISK_SYNC_DELAY_MAX {
+            return Err(format!(
+                "a sync delay of {sync_delay} exceeds the most a node accepts ({})",
+                crate::DISK_SYNC_DELAY_MAX
+            ));
+        }
+        self.disk
+            .sync_delay_us
+            .store(sync_delay.as_micros(), std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The injected sync delay in force (`None`: this node does not allow disk faults).
+    pub fn disk_faults(&self) -> Option<synod_core::Duration> {
+        self.disk_faults.then(|| {
+            synod_core::Duration::from_micros(
+                self.disk
+                    .sync_delay_us
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            )
+        })
     }
 
     /// The clock faults in force (`None`: this node does not allow them).
@@ -306,6 +338,7 @@ impl NodeRuntime {
             observations: self.observations.clone(),
             transport: self.transport.clone(),
             disk: self.disk_counters.clone(),
+            disk_faults: self.config.disk_faults,
             clock: self.clock.clone(),
         }
     }

@@ -83,6 +83,21 @@ pub trait AdminBackend: Send + Sync + 'static {
         let _ = faults;
         async { Err(CLOCK_FAULTS_DISABLED.to_string()) }
     }
+
+    /// The disk faults in force on this node; `Err` when it does not allow them.
+    fn disk_faults(&self) -> impl Future<Output = Result<DiskFaults, String>> + Send {
+        async { Err(DISK_FAULTS_DISABLED.to_string()) }
+    }
+
+    /// Sets this node's disk faults; `Err` when it does not allow them or the values are
+    /// out of range.
+    fn set_disk_faults(
+        &self,
+        faults: DiskFaults,
+    ) -> impl Future<Output = Result<DiskFaults, String>> + Send {
+        let _ = faults;
+        async { Err(DISK_FAULTS_DISABLED.to_string()) }
+    }
 }
 
 /// `GET /members`: who votes, who learns, and where every member serves.
@@ -136,6 +151,10 @@ pub fn router<B: AdminBackend>(backend: Arc<B>, registry: Arc<Metrics>) -> Route
         .route(
             "/faults/clock",
             get(clock_faults::<B>).post(set_clock_faults::<B>),
+        )
+        .route(
+            "/faults/disk",
+            get(disk_faults::<B>).post(set_disk_faults::<B>),
         )
         .fallback(not_found)
         .with_state(state)
@@ -265,6 +284,47 @@ async fn set_clock_faults<B: AdminBackend>(
         }
     };
     match state.backend.set_clock_faults(faults).await {
+        Ok(faults) => axum::Json(faults).into_response(),
+        Err(message) => error(StatusCode::FORBIDDEN, message),
+    }
+}
+
+/// Disk faults of a node, for fault testing: every file and directory sync waits
+/// `sync_delay_ms` before it runs (a slow disk; 0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskFaults {
+    pub sync_delay_ms: u64,
+}
+
+/// What a node without disk faults answers.
+pub const DISK_FAULTS_DISABLED: &str = "disk faults are disabled on this node: they are \
+    for fault testing only; set faults.disk = true in its config to allow them";
+
+async fn disk_faults<B: AdminBackend>(State(state): State<AdminState<B>>) -> Response {
+    match state.backend.disk_faults().await {
+        Ok(faults) => axum::Json(faults).into_response(),
+        Err(message) => error(StatusCode::FORBIDDEN, message),
+    }
+}
+
+async fn set_disk_faults<B: AdminBackend>(
+    State(state): State<AdminState<B>>,
+    body: Bytes,
+) -> Response {
+    let faults: DiskFaults = match serde_json::from_slice(&body) {
+        Ok(faults) => faults,
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "faults/disk: bad request body: {problem}; expected JSON such as \
+                     {{\"sync_delay_ms\":200}}"
+                ),
+            );
+        }
+    };
+    match state.backend.set_disk_faults(faults).await {
         Ok(faults) => axum::Json(faults).into_response(),
         Err(message) => error(StatusCode::FORBIDDEN, message),
     }

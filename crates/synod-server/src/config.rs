@@ -287,6 +287,8 @@ impl ResilienceSection {
 pub struct FaultsSection {
     /// Allow `POST /faults/clock` to drift this node's clocks and offset its wall clock.
     pub clock: bool,
+    /// Allow `POST /faults/disk` to slow this node's disk syncs.
+    pub disk: bool,
 }
 
 /// One node's settings.

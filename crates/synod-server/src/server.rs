@@ -29,7 +29,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin::{AdminBackend, CLOCK_FAULTS_DISABLED, ClockFaults, MembersRequest};
+use crate::admin::{
+    AdminBackend, CLOCK_FAULTS_DISABLED, ClockFaults, DISK_FAULTS_DISABLED, DiskFaults,
+    MembersRequest,
+};
 use crate::admission::{Admission, AdmissionConfig};
 use crate::command::CommandConfig;
 use crate::config::ServerConfig;
@@ -147,6 +150,7 @@ fn runtime_config(config: &ServerConfig) -> NodeRuntimeConfig {
     runtime.data_dir = Some(config.data_dir.clone());
     runtime.log_to_stderr = config.log;
     runtime.clock_faults = config.faults.clock;
+    runtime.disk_faults = config.faults.disk;
     (runtime.peer_breaker, runtime.peer_answer_timeout) = config.resilience.peer_breaker_config();
     runtime.inbound_capacity = 65_536;
     runtime.peer_queue_capacity = 65_536;
@@ -732,6 +736,30 @@ impl AdminBackend for NodeSource {
         eprintln!(
             "synod node {}: clock faults set: drift {} ppm, wall-clock offset {} ms",
             self.info.node, faults.drift_ppm, faults.offset_ms
+        );
+        Ok(faults)
+    }
+
+    async fn disk_faults(&self) -> Result<DiskFaults, String> {
+        match self.handle.disk_faults() {
+            Some(delay) => Ok(DiskFaults {
+                sync_delay_ms: delay.as_millis(),
+            }),
+            None => Err(DISK_FAULTS_DISABLED.to_string()),
+        }
+    }
+
+    async fn set_disk_faults(&self, faults: DiskFaults) -> Result<DiskFaults, String> {
+        if self.handle.disk_faults().is_none() {
+            return Err(DISK_FAULTS_DISABLED.to_string());
+        }
+        let delay = synod_core::Duration::from_millis(faults.sync_delay_ms);
+        self.handle
+            .set_disk_faults(delay)
+            .map_err(|problem| format!("sync_delay_ms: {problem}"))?;
+        eprintln!(
+            "synod node {}: disk faults set: sync delay {} ms",
+            self.info.node, faults.sync_delay_ms
         );
         Ok(faults)
     }

@@ -296,3 +296,41 @@ async fn clock_faults_are_refused_unless_the_config_allows_them() {
     );
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_faults_are_refused_unless_the_config_allows_them() {
+    // Checks the slow-disk fault interface: a node without faults.disk refuses it naming
+    // the setting; one with it takes a sync delay, reports it, still commits writes
+    // (slowly), and refuses a bad body or a delay beyond the bound.
+    let node = start("").await;
+    let (code, body) = http(node.http, "POST", "/faults/disk", r#"{"sync_delay_ms":50}"#).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("faults.disk"), "{body}");
+    node.stop().await;
+
+    let node = start("[faults]\ndisk = true").await;
+    let (code, body) = http(node.http, "POST", "/faults/disk", r#"{"sync_delay_ms":50}"#).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http(node.http, "GET", "/faults/disk", "").await;
+    assert_eq!((code, body.as_str()), (200, r#"{"sync_delay_ms":50}"#));
+    let mut conn = Conn::open(node.resp).await.expect("connect");
+    assert_eq!(conn.call(&[b"SET", b"slow", b"disk"]).await, Some(ok()));
+    assert_eq!(
+        conn.call(&[b"GET", b"slow"]).await,
+        Some(Reply::Bulk(Some("disk".into())))
+    );
+    let (code, body) = http(node.http, "POST", "/faults/disk", r#"{"delay":1}"#).await;
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = http(
+        node.http,
+        "POST",
+        "/faults/disk",
+        r#"{"sync_delay_ms":60000}"#,
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("sync_delay_ms"), "{body}");
+    let (code, body) = http(node.http, "POST", "/faults/disk", r#"{"sync_delay_ms":0}"#).await;
+    assert_eq!(code, 200, "{body}");
+    node.stop().await;
+}

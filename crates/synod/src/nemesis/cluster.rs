@@ -25,12 +25,13 @@ pub const ELECTION_TIMEOUT_MS: u64 = 300;
 /// The lease's clock drift bound of every node (written out, so clock faults know it).
 pub const LEASE_DRIFT_BOUND_PPM: u64 = 10_000;
 
-/// Raft timings, the lease bound, clock faults allowed (`POST /faults/clock`), and the
+/// Raft timings, the lease bound, clock and disk faults allowed (`POST /faults/clock`,
+/// `/faults/disk`), and the
 /// request timeout.
 fn raft_section() -> String {
     format!(
         "\n[raft]\nelection_timeout_ms = {ELECTION_TIMEOUT_MS}\nheartbeat_interval_ms = 50\n\
-         lease_drift_bound_ppm = {LEASE_DRIFT_BOUND_PPM}\n\n[faults]\nclock = true\n\
+         lease_drift_bound_ppm = {LEASE_DRIFT_BOUND_PPM}\n\n[faults]\nclock = true\ndisk = true\n\
          \n[limits]\nrequest_timeout_ms = 1500\n"
     )
 }

@@ -39,6 +39,7 @@ fn kind_fill(kind: Kind) -> &'static str {
         Kind::Clock => "#1f8fa8",
         Kind::Membership => "#3c9a3c",
         Kind::Disk => "#7a5a3a",
+        Kind::SlowDisk => "#b08a5a",
     }
 }
 

@@ -189,6 +189,7 @@ impl Nemesis<'_> {
             }
             Fault::Membership(change) => self.change_membership(*change).await,
             Fault::Disk { node } => self.fill_disk(*node).await,
+            Fault::SlowDisk { node, delay_ms, .. } => self.set_sync_delay(*node, *delay_ms).await,
         })
     }
 
@@ -208,6 +209,7 @@ impl Nemesis<'_> {
             Fault::Clock(ClockFault { node, .. }) => self.set_clock(*node, 0, 0).await,
             Fault::Membership(_) => String::new(),
             Fault::Disk { node } => self.empty_disk(*node).await,
+            Fault::SlowDisk { node, .. } => self.set_sync_delay(*node, 0).await,
         };
         if !healed.is_empty() {
             note = match note.is_empty() {
@@ -239,6 +241,11 @@ impl Nemesis<'_> {
                 self.set_clock(node, 0, 0).await;
             }
         }
+        if self.kinds.contains(&Kind::SlowDisk) {
+            for node in self.node_ids() {
+                self.set_sync_delay(node, 0).await;
+            }
+        }
         if let Some((_, mount)) = &self.disk
             && let Err(error) = mount.empty()
         {
@@ -254,6 +261,16 @@ impl Nemesis<'_> {
             Ok(answer) if answer.ok() => String::new(),
             Ok(answer) => format!("node {node} refused the clock fault: {}", answer.message()),
             Err(error) => format!("clock fault not set on node {node}: {error}"),
+        }
+    }
+
+    /// Sets node `node`'s sync delay; answers "" when it took it, else why not.
+    async fn set_sync_delay(&self, node: u64, delay_ms: u64) -> String {
+        let body = format!("{{\"sync_delay_ms\":{delay_ms}}}");
+        match admin::request(self.http_of(node), "POST", "/faults/disk", &body).await {
+            Ok(answer) if answer.ok() => String::new(),
+            Ok(answer) => format!("node {node} refused the slow disk: {}", answer.message()),
+            Err(error) => format!("slow disk not set on node {node}: {error}"),
         }
     }
 

@@ -4,8 +4,8 @@
 //! fault-injecting proxies on loopback, `proxy.rs`, or a network namespace per node with
 //! iptables, `netns.rs`), runs closed-loop clients that record a history (`workload.rs`),
 //! injects a seeded random schedule of faults (kill -9 and restart, SIGSTOP/SIGCONT,
-//! partitions: `faults.rs`; clock skew, membership changes and a full disk: `schedule.rs`,
-//! one or several at once: `injector.rs`), heals everything, waits a quiet period, reads
+//! partitions: `faults.rs`; clock skew, membership changes, a full and a slow disk:
+//! `schedule.rs`, one or several at once: `injector.rs`), heals everything, waits a quiet period, reads
 //! every key one last time, and judges the history with synod-check in-process. It reports
 //! in Markdown (`report.rs`) and in HTML with a timeline (`html.rs`, `timeline.rs`).
 //! docs/nemesis.md explains how to read the report.
@@ -55,7 +55,8 @@ pub struct NemesisArgs {
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
     /// The kinds of fault to inject (comma-separated): kill, pause, partition, clock,
-    /// membership, disk (root only), or all (every kind this machine allows).
+    /// membership, disk (a full disk, root only), slow-disk, or all (every kind this machine
+    /// allows).
     #[arg(
         long,
         value_parser = schedule::parse_selection,

@@ -31,6 +31,9 @@ const CLOCK_BEYOND_FACTOR_MIN: u64 = 2;
 const CLOCK_BEYOND_FACTOR_MAX: u64 = 10;
 /// ...and never beyond what a node accepts (synod-runtime's `CLOCK_DRIFT_PPM_MAX`).
 const CLOCK_DRIFT_PPM_MAX: u64 = 500_000;
+/// The range of a slow disk's delay per sync.
+const SLOW_DISK_DELAY_MS_MIN: u64 = 20;
+const SLOW_DISK_DELAY_MS_MAX: u64 = 400;
 
 /// The kinds of fault `--faults` selects.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,16 +50,19 @@ pub enum Kind {
     Membership,
     /// A node's data directory is a small tmpfs, filled up (root only).
     Disk,
+    /// A node's disk syncs are slowed (POST /faults/disk).
+    SlowDisk,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Kill,
         Kind::Pause,
         Kind::Partition,
         Kind::Clock,
         Kind::Membership,
         Kind::Disk,
+        Kind::SlowDisk,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +73,7 @@ impl Kind {
             Kind::Clock => "clock",
             Kind::Membership => "membership",
             Kind::Disk => "disk",
+            Kind::SlowDisk => "slow-disk",
         }
     }
 }
@@ -88,7 +95,7 @@ pub fn parse_selection(text: &str) -> Result<Selection, String> {
         .map_err(|_| {
             format!(
                 "unknown fault kind '{text}': use kill, pause, partition, clock, membership, \
-                 disk or all"
+                 disk, slow-disk or all"
             )
         })
 }
@@ -186,6 +193,12 @@ pub enum Fault {
     Disk {
         node: u64,
     },
+    /// Every disk sync of node `node` waits `delay_ms` first; healed by setting it to 0.
+    SlowDisk {
+        node: u64,
+        leader: bool,
+        delay_ms: u64,
+    },
 }
 
 impl Fault {
@@ -199,6 +212,7 @@ impl Fault {
             Fault::Clock(_) => Kind::Clock,
             Fault::Membership(_) => Kind::Membership,
             Fault::Disk { .. } => Kind::Disk,
+            Fault::SlowDisk { .. } => Kind::SlowDisk,
         }
     }
 
@@ -208,6 +222,7 @@ impl Fault {
             Fault::Basic(faults::Fault::Kill { node, .. })
             | Fault::Basic(faults::Fault::Pause { node, .. })
             | Fault::Clock(ClockFault { node, .. })
+            | Fault::SlowDisk { node, .. }
             | Fault::Disk { node } => vec![*node],
             Fault::Basic(faults::Fault::Partition { links, .. }) => {
                 links.iter().flat_map(|&(from, to)| [from, to]).collect()
@@ -279,6 +294,15 @@ impl fmt::Display for Fault {
                 write!(formatter, "membership: transfer leadership {from} -> {to}")
             }
             Fault::Disk { node } => write!(formatter, "disk full on node {node}"),
+            Fault::SlowDisk {
+                node,
+                leader,
+                delay_ms,
+            } => write!(
+                formatter,
+                "slow disk on node {node}{}: every sync waits {delay_ms} ms",
+                if *leader { " (the leader)" } else { "" }
+            ),
         }
     }
 }
@@ -354,6 +378,7 @@ pub fn plan(kind: Kind, view: &View<'_>, active: &[Fault], prng: &mut Prng) -> O
             prng,
         ))),
         Kind::Clock => plan_clock(view, &busy, prng),
+        Kind::SlowDisk => plan_slow_disk(view, &busy, prng),
         Kind::Membership if busy.membership => None,
         Kind::Membership => plan_membership(view, &busy, prng).map(Fault::Membership),
         Kind::Disk => {
@@ -393,7 +418,8 @@ fn plan_process(
     Some(Fault::Basic(faults::plan(basic, &candidates, leader, prng)))
 }
 
-fn plan_clock(view: &View<'_>, busy: &Busy, prng: &mut Prng) -> Option<Fault> {
+/// A voter no fault touches, the leader half the time when it is one.
+fn pick_untouched_voter(view: &View<'_>, busy: &Busy, prng: &mut Prng) -> Option<u64> {
     let candidates: Vec<u64> = view
         .voters
         .iter()
@@ -404,10 +430,25 @@ fn plan_clock(view: &View<'_>, busy: &Busy, prng: &mut Prng) -> Option<Fault> {
         return None;
     }
     let leader = view.leader.filter(|leader| candidates.contains(leader));
-    let node = match leader {
+    Some(match leader {
         Some(leader) if prng.below(2) == 0 => leader,
         _ => candidates[prng.index(candidates.len())],
-    };
+    })
+}
+
+/// A slow disk on a voter: each sync waits 20 to 400 ms (a device far slower than any the
+/// cluster should meet, yet one that still completes).
+fn plan_slow_disk(view: &View<'_>, busy: &Busy, prng: &mut Prng) -> Option<Fault> {
+    let node = pick_untouched_voter(view, busy, prng)?;
+    Some(Fault::SlowDisk {
+        node,
+        leader: Some(node) == view.leader,
+        delay_ms: prng.range_inclusive(SLOW_DISK_DELAY_MS_MIN, SLOW_DISK_DELAY_MS_MAX),
+    })
+}
+
+fn plan_clock(view: &View<'_>, busy: &Busy, prng: &mut Prng) -> Option<Fault> {
+    let node = pick_untouched_voter(view, busy, prng)?;
     let bound = view.drift_bound_ppm;
     let beyond_bound = bound > 0 && prng.chance(CLOCK_BEYOND_BOUND_CHANCE);
     let magnitude = if beyond_bound {
@@ -728,10 +769,18 @@ mod tests {
         let all = [Selection::All, Selection::Kind(Kind::Kill)];
         assert_eq!(resolve(&all, None), (Kind::ALL.to_vec(), Vec::new()));
         let (kinds, skipped) = resolve(&all, Some("not root"));
-        assert_eq!(kinds, Kind::ALL[..5].to_vec());
+        let without_full_disk: Vec<Kind> = Kind::ALL
+            .into_iter()
+            .filter(|kind| *kind != Kind::Disk)
+            .collect();
+        assert_eq!(kinds, without_full_disk);
         assert_eq!(skipped, vec!["disk faults skipped: not root".to_string()]);
         assert_eq!(parse_selection("ALL"), Ok(Selection::All));
         assert_eq!(parse_selection("clock"), Ok(Selection::Kind(Kind::Clock)));
+        assert_eq!(
+            parse_selection("slow-disk"),
+            Ok(Selection::Kind(Kind::SlowDisk))
+        );
         assert!(parse_selection("flood").is_err());
     }
 }
