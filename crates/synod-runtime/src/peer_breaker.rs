@@ -121,6 +121,17 @@ mod tests {
         PeerBreaker::new(config, Duration::from_millis(100))
     }
 
+    /// A breaker opened at 15 ms by two failed connections (at 5 and 15 ms).
+    fn opened_by_failed_connections() -> PeerBreaker {
+        let mut peer = breaker();
+        assert_eq!(peer.admit(at(0)), Ok(()));
+        peer.connection_failed(at(5));
+        assert_eq!(peer.admit(at(10)), Ok(()));
+        peer.connection_failed(at(15));
+        assert_eq!(peer.state(at(20)), BreakerState::Open);
+        peer
+    }
+
     fn at(millis: u64) -> Instant {
         Instant::from_nanos(millis * 1_000_000)
     }
@@ -170,12 +181,7 @@ mod tests {
     fn a_failed_connection_fails_the_call_and_a_failed_trial_reopens() {
         // Checks that a connection failure counts at once (no wait for the timeout), and
         // that a trial that is not answered opens the breaker again.
-        let mut peer = breaker();
-        assert_eq!(peer.admit(at(0)), Ok(()));
-        peer.connection_failed(at(5));
-        assert_eq!(peer.admit(at(10)), Ok(()));
-        peer.connection_failed(at(15));
-        assert_eq!(peer.state(at(20)), BreakerState::Open);
+        let mut peer = opened_by_failed_connections();
         assert_eq!(peer.admit(at(520)), Ok(()), "the trial");
         assert_eq!(
             peer.state(at(620)),
@@ -201,12 +207,7 @@ mod tests {
         // Checks that a frame from the peer while the breaker is open (a restarted process
         // speaking first) makes it half-open before the open duration (500 ms) ends, so
         // the next frame is the trial and the next answer closes it.
-        let mut peer = breaker();
-        assert_eq!(peer.admit(at(0)), Ok(()));
-        peer.connection_failed(at(5));
-        assert_eq!(peer.admit(at(10)), Ok(()));
-        peer.connection_failed(at(15));
-        assert_eq!(peer.state(at(20)), BreakerState::Open);
+        let mut peer = opened_by_failed_connections();
         assert!(peer.admit(at(100)).is_err());
         peer.heard(at(110));
         assert_eq!(peer.state(at(110)), BreakerState::HalfOpen);

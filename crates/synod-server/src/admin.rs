@@ -261,29 +261,33 @@ pub const CLOCK_FAULTS_DISABLED: &str = "clock faults are disabled on this node:
     for fault testing only; set faults.clock = true in its config to allow them";
 
 async fn clock_faults<B: AdminBackend>(State(state): State<AdminState<B>>) -> Response {
-    match state.backend.clock_faults().await {
-        Ok(faults) => axum::Json(faults).into_response(),
-        Err(message) => error(StatusCode::FORBIDDEN, message),
-    }
+    fault_answer(state.backend.clock_faults().await)
 }
 
 async fn set_clock_faults<B: AdminBackend>(
     State(state): State<AdminState<B>>,
     body: Bytes,
 ) -> Response {
-    let faults: ClockFaults = match serde_json::from_slice(&body) {
-        Ok(faults) => faults,
-        Err(problem) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "faults/clock: bad request body: {problem}; expected JSON such as \
-                     {{\"drift_ppm\":200,\"offset_ms\":0}}"
-                ),
-            );
-        }
-    };
-    match state.backend.set_clock_faults(faults).await {
+    match fault_body::<ClockFaults>("clock", r#"{"drift_ppm":200,"offset_ms":0}"#, &body) {
+        Ok(faults) => fault_answer(state.backend.set_clock_faults(faults).await),
+        Err(problem) => error(StatusCode::BAD_REQUEST, problem),
+    }
+}
+
+/// A fault-injection request's body, or why it is not one (for a 400 answer).
+fn fault_body<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    example: &str,
+    body: &[u8],
+) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|problem| {
+        format!("faults/{kind}: bad request body: {problem}; expected JSON such as {example}")
+    })
+}
+
+/// The faults in force as JSON, or 403 with why the node refused.
+fn fault_answer<T: Serialize>(result: Result<T, String>) -> Response {
+    match result {
         Ok(faults) => axum::Json(faults).into_response(),
         Err(message) => error(StatusCode::FORBIDDEN, message),
     }
@@ -302,31 +306,16 @@ pub const DISK_FAULTS_DISABLED: &str = "disk faults are disabled on this node: t
     for fault testing only; set faults.disk = true in its config to allow them";
 
 async fn disk_faults<B: AdminBackend>(State(state): State<AdminState<B>>) -> Response {
-    match state.backend.disk_faults().await {
-        Ok(faults) => axum::Json(faults).into_response(),
-        Err(message) => error(StatusCode::FORBIDDEN, message),
-    }
+    fault_answer(state.backend.disk_faults().await)
 }
 
 async fn set_disk_faults<B: AdminBackend>(
     State(state): State<AdminState<B>>,
     body: Bytes,
 ) -> Response {
-    let faults: DiskFaults = match serde_json::from_slice(&body) {
-        Ok(faults) => faults,
-        Err(problem) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "faults/disk: bad request body: {problem}; expected JSON such as \
-                     {{\"sync_delay_ms\":200}}"
-                ),
-            );
-        }
-    };
-    match state.backend.set_disk_faults(faults).await {
-        Ok(faults) => axum::Json(faults).into_response(),
-        Err(message) => error(StatusCode::FORBIDDEN, message),
+    match fault_body::<DiskFaults>("disk", r#"{"sync_delay_ms":200}"#, &body) {
+        Ok(faults) => fault_answer(state.backend.set_disk_faults(faults).await),
+        Err(problem) => error(StatusCode::BAD_REQUEST, problem),
     }
 }
 

@@ -557,6 +557,9 @@ impl Window {
 type U64Gauge = Gauge<u64, AtomicU64>;
 type Labels = Vec<(&'static str, String)>;
 
+/// A per-peer counter family: its name, its help and how to read it from a peer's figures.
+type PeerCounter = (&'static str, &'static str, fn(&PeerFigures) -> u64);
+
 /// A registry built for one scrape from what the node supplied, with the family names it
 /// holds so that a node-supplied name never repeats one.
 struct NodeRegistry {
@@ -747,63 +750,60 @@ impl NodeRegistry {
             return;
         }
         let state = Family::<Labels, U64Gauge>::default();
-        let opened = Family::<Labels, Counter>::default();
-        let rejections = Family::<Labels, Counter>::default();
-        let sent = Family::<Labels, Counter>::default();
-        let received = Family::<Labels, Counter>::default();
-        let reconnects = Family::<Labels, Counter>::default();
-        let drops = Family::<Labels, Counter>::default();
         for peer in peers {
-            let labels = vec![("peer", peer.node.to_string())];
-            if let Some(current) = peer.breaker_state {
-                for name in ["closed", "open", "half-open"] {
-                    let mut state_labels = labels.clone();
-                    state_labels.push(("state", name.to_string()));
-                    state
-                        .get_or_create(&state_labels)
-                        .set(u64::from(name == current));
-                }
+            let Some(current) = peer.breaker_state else {
+                continue;
+            };
+            for name in ["closed", "open", "half-open"] {
+                let labels = vec![("peer", peer.node.to_string()), ("state", name.to_string())];
+                state.get_or_create(&labels).set(u64::from(name == current));
             }
-            opened.get_or_create(&labels).inc_by(peer.breaker_opened);
-            rejections
-                .get_or_create(&labels)
-                .inc_by(peer.breaker_rejections);
-            sent.get_or_create(&labels).inc_by(peer.frames_sent);
-            received.get_or_create(&labels).inc_by(peer.frames_received);
-            reconnects.get_or_create(&labels).inc_by(peer.reconnects);
-            drops.get_or_create(&labels).inc_by(peer.queue_full_drops);
         }
         self.register(
             "synod_peer_breaker_state",
             "1 for the state the peer's circuit breaker is in",
             state,
         );
-        self.register(
-            "synod_peer_breaker_opened",
-            "Times the peer's circuit breaker opened (the peer stopped answering)",
-            opened,
-        );
-        self.register(
-            "synod_peer_breaker_rejections",
-            "Frames to the peer refused because its circuit breaker was open",
-            rejections,
-        );
-        self.register("synod_peer_frames_sent", "Frames sent to the peer", sent);
-        self.register(
-            "synod_peer_frames_received",
-            "Frames received from the peer",
-            received,
-        );
-        self.register(
-            "synod_peer_reconnects",
-            "Connections to the peer made again after one was lost",
-            reconnects,
-        );
-        self.register(
-            "synod_peer_queue_full_drops",
-            "Frames to the peer dropped because its send queue was full",
-            drops,
-        );
+        let counters: [PeerCounter; 6] = [
+            (
+                "synod_peer_breaker_opened",
+                "Times the peer's circuit breaker opened (the peer stopped answering)",
+                |peer| peer.breaker_opened,
+            ),
+            (
+                "synod_peer_breaker_rejections",
+                "Frames to the peer refused because its circuit breaker was open",
+                |peer| peer.breaker_rejections,
+            ),
+            (
+                "synod_peer_frames_sent",
+                "Frames sent to the peer",
+                |peer| peer.frames_sent,
+            ),
+            (
+                "synod_peer_frames_received",
+                "Frames received from the peer",
+                |peer| peer.frames_received,
+            ),
+            (
+                "synod_peer_reconnects",
+                "Connections to the peer made again after one was lost",
+                |peer| peer.reconnects,
+            ),
+            (
+                "synod_peer_queue_full_drops",
+                "Frames to the peer dropped because its send queue was full",
+                |peer| peer.queue_full_drops,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let family = Family::<Labels, Counter>::default();
+            for peer in peers {
+                let labels = vec![("peer", peer.node.to_string())];
+                family.get_or_create(&labels).inc_by(value(peer));
+            }
+            self.register(name, help, family);
+        }
     }
 
     /// Registers each named number as a counter `<prefix><name>_total`. Names are reduced
