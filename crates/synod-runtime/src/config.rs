@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use synod_actor::SystemConfig;
+use synod_actor::{Port, SystemConfig};
 use synod_core::config::{check_less, check_range};
 use synod_core::limits::{MAILBOX_CAPACITY_MAX, NODES_COUNT_MAX, PEER_QUEUE_CAPACITY_DEFAULT};
 use synod_core::{ConfigError, Duration, NodeId, Validate};
@@ -47,6 +47,9 @@ pub fn peer_breaker_default() -> BreakerConfig {
     }
 }
 
+/// The most ports that may take the peers' priority queues.
+pub const PRIORITY_PORTS_MAX: usize = 16;
+
 /// Everything one node's runtime needs. Build it with [`NodeRuntimeConfig::new`] and change
 /// the fields that differ from the defaults.
 #[derive(Clone, Debug)]
@@ -66,6 +69,10 @@ pub struct NodeRuntimeConfig {
     pub seed: Option<u64>,
     pub inbound_capacity: usize,
     pub peer_queue_capacity: usize,
+    /// Ports whose frames take each peer's priority queue (at most
+    /// [`PRIORITY_PORTS_MAX`]): written before any other frame waiting for that peer, each
+    /// queue holding `peer_queue_capacity`.
+    pub priority_ports: Vec<Port>,
     /// Bound on messages an actor sends to its own node (delivered without TCP).
     pub local_queue_capacity: usize,
     pub injection_capacity: usize,
@@ -117,6 +124,7 @@ impl NodeRuntimeConfig {
             seed: None,
             inbound_capacity: INBOUND_CAPACITY_DEFAULT,
             peer_queue_capacity: PEER_QUEUE_CAPACITY_DEFAULT,
+            priority_ports: Vec::new(),
             local_queue_capacity: PEER_QUEUE_CAPACITY_DEFAULT,
             injection_capacity: INJECTION_CAPACITY_DEFAULT,
             run_budget: RUN_BUDGET_DEFAULT,
@@ -160,6 +168,12 @@ impl NodeRuntimeConfig {
             queue_max,
         )?;
         check_range("injection_capacity", self.injection_capacity, 1, queue_max)?;
+        check_range(
+            "priority_ports",
+            self.priority_ports.len(),
+            0,
+            PRIORITY_PORTS_MAX,
+        )?;
         check_range("run_budget", self.run_budget, 1, queue_max)?;
         check_range(
             "observations_capacity",

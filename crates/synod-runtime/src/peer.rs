@@ -5,6 +5,12 @@
 //! the peer when it has something to send, says hello, and writes frames in batches: it takes
 //! what is queued (up to a limit), writes it through a buffer and flushes once. When the
 //! connection breaks it dials again with exponential backoff and jitter.
+//!
+//! Each peer has two queues: frames to the configured priority ports (Raft's and the
+//! failure detector's, in a synod server) and everything else (client requests forwarded
+//! to the leader and their answers). The task always writes what the priority queue holds
+//! first, so a backlog of client traffic never delays a heartbeat, an append or its
+//! acknowledgement behind it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,11 +38,41 @@ pub(crate) struct OutgoingFrame {
     pub(crate) payload: Bytes,
 }
 
-/// The node loop's side of a peer: its queue and its counters.
+/// The node loop's side of a peer: its queues and its counters.
 #[derive(Debug)]
 pub(crate) struct PeerLink {
     pub(crate) queue: mpsc::Sender<OutgoingFrame>,
+    /// Frames to the priority ports.
+    pub(crate) priority: mpsc::Sender<OutgoingFrame>,
     pub(crate) counters: Arc<PeerCounters>,
+}
+
+/// The task's side of a peer's two queues.
+#[derive(Debug)]
+pub(crate) struct PeerQueues {
+    pub(crate) priority: mpsc::Receiver<OutgoingFrame>,
+    pub(crate) queue: mpsc::Receiver<OutgoingFrame>,
+}
+
+impl PeerQueues {
+    /// The next frame, a priority one whenever one is waiting; `None` once the node has
+    /// dropped both senders and both queues are drained.
+    pub(crate) async fn recv(&mut self) -> Option<OutgoingFrame> {
+        tokio::select! {
+            biased;
+            Some(frame) = self.priority.recv() => Some(frame),
+            Some(frame) = self.queue.recv() => Some(frame),
+            else => None,
+        }
+    }
+
+    /// A frame already waiting, a priority one first.
+    pub(crate) fn try_recv(&mut self) -> Option<OutgoingFrame> {
+        self.priority
+            .try_recv()
+            .or_else(|_| self.queue.try_recv())
+            .ok()
+    }
 }
 
 /// Delays between connection attempts: doubling from `min` to `max`, each drawn from the
@@ -72,7 +108,7 @@ enum StreamEnd {
 pub(crate) struct PeerSender {
     pub(crate) peer: NodeId,
     pub(crate) address: SocketAddr,
-    pub(crate) queue: mpsc::Receiver<OutgoingFrame>,
+    pub(crate) queue: PeerQueues,
     pub(crate) counters: Arc<PeerCounters>,
     pub(crate) shared: Arc<TransportShared>,
     pub(crate) backoff: Backoff,
@@ -229,7 +265,7 @@ impl PeerSender {
             if result.is_err() || frames_count as usize >= WRITE_BATCH_FRAMES_MAX {
                 break;
             }
-            next = self.queue.try_recv().ok();
+            next = self.queue.try_recv();
         }
         if result.is_ok() {
             result = writer.flush().await;
@@ -272,5 +308,34 @@ mod tests {
             );
         }
         assert!(backoff.delay(u32::MAX) <= Duration::from_secs(2));
+    }
+
+    fn frame(port: u16, byte: u8) -> OutgoingFrame {
+        OutgoingFrame {
+            port: Port(port),
+            payload: Bytes::from(vec![byte]),
+        }
+    }
+
+    #[tokio::test]
+    async fn priority_frames_go_first_and_both_queues_drain_before_the_end() {
+        // Checks the order the peer task writes in: every frame waiting in the priority
+        // queue before any bulk frame (whatever their arrival order), bulk frames in
+        // arrival order, and the end only once both queues are closed and empty.
+        let (bulk_sender, queue) = mpsc::channel(8);
+        let (priority_sender, priority) = mpsc::channel(8);
+        let mut queues = PeerQueues { priority, queue };
+        bulk_sender.try_send(frame(3, 1)).unwrap();
+        bulk_sender.try_send(frame(3, 2)).unwrap();
+        priority_sender.try_send(frame(2, 3)).unwrap();
+        priority_sender.try_send(frame(2, 4)).unwrap();
+        drop((bulk_sender, priority_sender));
+        let first = queues.recv().await.expect("a frame");
+        let mut order = vec![first.payload[0]];
+        while let Some(next) = queues.try_recv() {
+            order.push(next.payload[0]);
+        }
+        assert_eq!(order, vec![3, 4, 1, 2]);
+        assert!(queues.recv().await.is_none());
     }
 }

@@ -52,6 +52,8 @@ pub(crate) struct RuntimeServices {
     pub(crate) log_observations: bool,
     pub(crate) peers: BTreeMap<NodeId, PeerLink>,
     pub(crate) peer_queue_capacity: usize,
+    /// Ports whose frames go in each peer's priority queue.
+    pub(crate) priority_ports: Vec<Port>,
     /// Messages an actor sent to its own node, delivered by the node loop after each round.
     pub(crate) local: BoundedQueue<Inbound>,
     /// `None` when the node has no data directory.
@@ -79,6 +81,7 @@ impl RuntimeServices {
             log_observations: false,
             peers: BTreeMap::new(),
             peer_queue_capacity: 1,
+            priority_ports: Vec::new(),
             local: BoundedQueue::new(local_queue_capacity),
             disk: None,
             disk_refused: BoundedQueue::new(DISK_REQUESTS_COUNT_MAX),
@@ -170,7 +173,12 @@ impl Services for RuntimeServices {
         }
         // A closed queue means the peer's task is gone, which happens only while the node
         // shuts down; to the actor that is the same as a full queue: the message is dropped.
-        match peer.queue.try_send(OutgoingFrame { port, payload }) {
+        let queue = if self.priority_ports.contains(&port) {
+            &peer.priority
+        } else {
+            &peer.queue
+        };
+        match queue.try_send(OutgoingFrame { port, payload }) {
             Ok(()) => Ok(()),
             Err(_) => {
                 peer.counters.count_queue_full();

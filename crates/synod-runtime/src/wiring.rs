@@ -12,7 +12,7 @@ use crate::config::NodeRuntimeConfig;
 use crate::disk::{self, DataDirLock, DiskCounters, DiskThreadParts};
 use crate::error::RuntimeError;
 use crate::node::DISK_CHANNEL_CAPACITY;
-use crate::peer::{Backoff, PeerLink, PeerSender};
+use crate::peer::{Backoff, PeerLink, PeerQueues, PeerSender};
 use crate::services::RuntimeServices;
 use crate::transport::{self, Incoming, TransportShared};
 
@@ -115,16 +115,18 @@ fn start_peers(
     shutdown_watch: &watch::Receiver<bool>,
 ) {
     services.peer_queue_capacity = config.peer_queue_capacity;
+    services.priority_ports = config.priority_ports.clone();
     let mut jitter_seeds = Prng::from_seed(services.prng.next_u64());
     for (peer, address) in &config.peers {
         let Some(counters) = transport.counters_of(*peer) else {
             continue;
         };
         let (queue_sender, queue) = mpsc::channel(config.peer_queue_capacity);
+        let (priority_sender, priority) = mpsc::channel(config.peer_queue_capacity);
         let sender = PeerSender {
             peer: *peer,
             address: *address,
-            queue,
+            queue: PeerQueues { priority, queue },
             counters: counters.clone(),
             shared: transport.clone(),
             backoff: Backoff {
@@ -140,6 +142,7 @@ fn start_peers(
         wiring.peer_tasks.spawn(sender.run());
         let link = PeerLink {
             queue: queue_sender,
+            priority: priority_sender,
             counters,
         };
         services.peers.insert(*peer, link);
