@@ -42,7 +42,8 @@ pub enum NetSendError {
     /// The peer has not been answering: its circuit breaker is open (or half-open with its
     /// trial out), and the message was dropped without being queued.
     #[error(
-        "node {node} is not answering (its circuit breaker is {state}); the message was dropped, retry in {retry_after_ms} ms"
+        "node {node} is not answering (its circuit breaker is {state}); the message was \
+         dropped, retry in {retry_after_ms} ms"
     )]
     PeerUnavailable {
         node: NodeId,

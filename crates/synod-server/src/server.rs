@@ -220,6 +220,7 @@ pub async fn run_server(config: ServerConfig, shutdown: impl Future) -> Result<(
         handle: runtime.handle(),
         info: info.clone(),
         gateway: gateway.clone(),
+        health: health.clone(),
         connections: Arc::new(AtomicUsize::new(0)),
     });
     let shared = Arc::new(Shared {
@@ -393,6 +394,9 @@ struct NodeSource {
     handle: NodeHandle,
     info: NodeInfo,
     gateway: Gateway,
+    /// Every sample updates it, so that what INFO or /status just said (degraded or not)
+    /// is what the connections enforce from then on.
+    health: Arc<Health>,
     connections: Arc<AtomicUsize>,
 }
 
@@ -646,17 +650,19 @@ impl NodeSource {
             self.gateway
                 .set_leader_hint(sample.status.leader.map(NodeId));
         }
+        self.health.set(sample.health.clone());
         Ok(sample)
     }
 }
 
 impl StatusSource for NodeSource {
     fn status(&self) -> JoinHandle<Option<NodeStatus>> {
-        let (handle, info, connections, gateway) = (
+        let (handle, info, connections, gateway, health) = (
             self.handle.clone(),
             self.info.clone(),
             self.connections.clone(),
             self.gateway.clone(),
+            self.health.clone(),
         );
         tokio::spawn(async move {
             let connections = connections.load(Ordering::Relaxed) as u64;
@@ -667,6 +673,7 @@ impl StatusSource for NodeSource {
             if sample.status.role != "starting" {
                 gateway.set_leader_hint(sample.status.leader.map(NodeId));
             }
+            health.set(sample.health);
             Some(sample.status)
         })
     }

@@ -5,9 +5,10 @@
 //! iptables, `netns.rs`), runs closed-loop clients that record a history (`workload.rs`),
 //! injects a seeded random schedule of faults (kill -9 and restart, SIGSTOP/SIGCONT,
 //! partitions: `faults.rs`; clock skew, membership changes, a full and a slow disk:
-//! `schedule.rs`, one or several at once: `injector.rs`), heals everything, waits a quiet period, reads
-//! every key one last time, and judges the history with synod-check in-process. It reports
-//! in Markdown (`report.rs`) and in HTML with a timeline (`html.rs`, `timeline.rs`).
+//! `schedule.rs`, one or several at once: `injector.rs`), heals everything, waits a quiet
+//! period, reads every key one last time, and judges the history with synod-check
+//! in-process. It reports in Markdown (`report.rs`) and in HTML with a timeline (`html.rs`,
+//! `timeline.rs`).
 //! docs/nemesis.md explains how to read the report.
 
 mod admin;
