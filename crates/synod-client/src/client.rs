@@ -640,6 +640,13 @@ pub fn is_try_again(message: &str) -> bool {
     message.starts_with("TRYAGAIN")
 }
 
+/// Whether an error reply to a write says the write may have taken effect (a timeout, a
+/// leader lost or changed after it was proposed): a history must record it as of unknown
+/// outcome, never as failed.
+pub fn outcome_unknown(message: &str) -> bool {
+    message.contains("outcome is unknown")
+}
+
 /// A bulk string or nil.
 fn optional_bulk(reply: &Reply) -> Option<Option<Bytes>> {
     match reply {
@@ -732,6 +739,28 @@ mod tests {
         );
         assert_eq!(parse_cas(&Reply::Integer(1)), None);
         assert_eq!(parse_cas(&Reply::Array(Some(vec![current]))), None);
+    }
+
+    #[test]
+    fn replies_of_unknown_outcome_are_recognised() {
+        // Checks the server's three replies for a write that may have taken effect, and
+        // that refusals where nothing was done are not mistaken for them.
+        for unknown in [
+            "ERR synod: the write got no answer within 500 ms and its outcome is unknown; ...",
+            "ERR synod: the write entered the log but its outcome is unknown (leader lost); ...",
+            "ERR synod: the leader changed before the write was answered and its outcome is \
+             unknown (node 1, which had the request, no longer leads (node 2 does)); ...",
+        ] {
+            assert!(outcome_unknown(unknown), "{unknown}");
+        }
+        for certain in [
+            "TRYAGAIN no quorum: this node has not heard from a leader",
+            "BUSY synod is overloaded",
+            "READONLY disk full or failing",
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ] {
+            assert!(!outcome_unknown(certain), "{certain}");
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub mod retry;
 pub mod status;
 
 pub use breakers::NodeBreakerState;
-pub use client::{CasOutcome, Client, ClientConfig};
+pub use client::{CasOutcome, Client, ClientConfig, outcome_unknown};
 pub use connection::{Connection, ConnectionLimits, encode_command};
 pub use error::{ClientError, Retry};
 pub use status::{ClusterStatus, MemberAddress, parse_status};

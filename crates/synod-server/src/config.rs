@@ -194,7 +194,9 @@ pub struct ResilienceSection {
     /// `peer_breaker_open_ms` is answered.
     pub peer_breaker: bool,
     /// How long a peer may take to send anything after a frame went to it (every node
-    /// hears from every other at least once per failure-detector heartbeat).
+    /// hears from every other at least once per failure-detector heartbeat). 0: eight
+    /// election timeouts, at least 2 s, so that only a peer Raft has long given up on,
+    /// never one slowed by a busy machine, opens its breaker.
     pub peer_answer_timeout_ms: u64,
     /// How long an open peer breaker refuses frames before it lets a trial through.
     pub peer_breaker_open_ms: u64,
@@ -224,35 +226,13 @@ impl Default for ResilienceSection {
             replica_requests_max: 0,
             degraded_after_ms: 0,
             peer_breaker: true,
-            peer_answer_timeout_ms: 1_000,
+            peer_answer_timeout_ms: 0,
             peer_breaker_open_ms: 2_000,
         }
     }
 }
 
 impl ResilienceSection {
-    /// The transport's per-peer breaker this section describes (`None`: switched off),
-    /// and the answer timeout that feeds it.
-    pub fn peer_breaker_config(
-        &self,
-    ) -> (
-        Option<synod_resilience::BreakerConfig>,
-        synod_core::Duration,
-    ) {
-        let answer_timeout = synod_core::Duration::from_millis(self.peer_answer_timeout_ms);
-        let breaker = self.peer_breaker.then(|| synod_resilience::BreakerConfig {
-            // Slow: an answer after half the timeout.
-            slow_call_duration: synod_core::Duration::from_millis(
-                (self.peer_answer_timeout_ms / 2).max(1),
-            ),
-            open_duration: synod_core::Duration::from_millis(self.peer_breaker_open_ms),
-            // A trial has three answer timeouts to be judged.
-            half_open_duration_max: answer_timeout.saturating_mul(3),
-            ..synod_runtime::peer_breaker_default()
-        });
-        (breaker, answer_timeout)
-    }
-
     /// The adaptive limit this section describes.
     pub fn limit_config(&self) -> synod_resilience::LimitConfig {
         synod_resilience::LimitConfig {
@@ -530,6 +510,35 @@ impl ServerConfig {
     }
 
     /// How long without a leader's contact makes this node degraded.
+    /// The transport's per-peer breaker (`None`: switched off) and the answer timeout that
+    /// feeds it.
+    pub fn peer_breaker_config(
+        &self,
+    ) -> (
+        Option<synod_resilience::BreakerConfig>,
+        synod_core::Duration,
+    ) {
+        let answer_ms = match self.resilience.peer_answer_timeout_ms {
+            0 => (8 * self.raft.election_timeout_ms).max(2_000),
+            configured => configured,
+        };
+        let answer_timeout = synod_core::Duration::from_millis(answer_ms);
+        let breaker = self
+            .resilience
+            .peer_breaker
+            .then(|| synod_resilience::BreakerConfig {
+                // An answer later than the timeout already failed the call.
+                slow_call_duration: answer_timeout,
+                open_duration: synod_core::Duration::from_millis(
+                    self.resilience.peer_breaker_open_ms,
+                ),
+                // A trial has three answer timeouts to be judged.
+                half_open_duration_max: answer_timeout.saturating_mul(3),
+                ..synod_runtime::peer_breaker_default()
+            });
+        (breaker, answer_timeout)
+    }
+
     pub fn degraded_after_ms(&self) -> u64 {
         match self.resilience.degraded_after_ms {
             0 => 2 * self.raft.election_timeout_ms,
@@ -583,12 +592,14 @@ impl Validate for ResilienceSection {
             100,
         )?;
         check_range("groups", self.groups.len(), 0, GROUPS_MAX)?;
-        check_range(
-            "peer_answer_timeout_ms",
-            self.peer_answer_timeout_ms,
-            10,
-            60_000,
-        )?;
+        if self.peer_answer_timeout_ms != 0 {
+            check_range(
+                "peer_answer_timeout_ms",
+                self.peer_answer_timeout_ms,
+                10,
+                60_000,
+            )?;
+        }
         check_range(
             "peer_breaker_open_ms",
             self.peer_breaker_open_ms,
@@ -774,8 +785,8 @@ http = "127.0.0.1:8002"
             ),
             (
                 MINIMAL,
-                &[("SYNOD_RESILIENCE__PEER_ANSWER_TIMEOUT_MS", "0")],
-                "resilience.peer_answer_timeout_ms (0) must be between 10 and 60000",
+                &[("SYNOD_RESILIENCE__PEER_ANSWER_TIMEOUT_MS", "5")],
+                "resilience.peer_answer_timeout_ms (5) must be between 10 and 60000",
             ),
             (
                 MINIMAL,

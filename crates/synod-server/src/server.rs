@@ -153,7 +153,7 @@ fn runtime_config(config: &ServerConfig) -> NodeRuntimeConfig {
     runtime.disk_faults = config.faults.disk;
     // Raft and the failure detector go ahead of forwarded client requests on every link.
     runtime.priority_ports = vec![synod_node::replica::RAFT_PORT, synod_node::DETECTOR_PORT];
-    (runtime.peer_breaker, runtime.peer_answer_timeout) = config.resilience.peer_breaker_config();
+    (runtime.peer_breaker, runtime.peer_answer_timeout) = config.peer_breaker_config();
     runtime.inbound_capacity = 65_536;
     runtime.peer_queue_capacity = 65_536;
     runtime.local_queue_capacity = 65_536;

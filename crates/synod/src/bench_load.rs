@@ -1039,7 +1039,9 @@ impl Backend {
 async fn resp_call(connection: &mut Connection, arguments: &[&[u8]]) -> Result<Reply, OpError> {
     match connection.call(arguments).await {
         Ok(Reply::Error(message)) => Err(OpError {
-            ambiguous: false,
+            // A refusal did nothing; a write that timed out or whose leader changed may
+            // have taken effect, and is recorded as such.
+            ambiguous: synod_client::outcome_unknown(&message),
             reconnect: message.starts_with("TRYAGAIN"),
             message,
         }),

@@ -850,7 +850,9 @@ fn a_paused_followers_breaker_opens_writes_go_on_and_it_closes_after_recovery() 
     // refused and counted) while every write through the leader still succeeds on the
     // other follower's acknowledgements; after SIGCONT the breaker's trial is answered,
     // it closes, and the follower catches up with every write.
-    let cluster = Cluster::start(3, 8);
+    // A short answer timeout (the default is eight election timeouts) keeps the test quick.
+    let env = [("SYNOD_RESILIENCE__PEER_ANSWER_TIMEOUT_MS", "500")];
+    let cluster = Cluster::start_with_env(3, 8, &[], &env);
     let leader = cluster.leader();
     let slow = (1..=3).find(|id| *id != leader).expect("a follower");
     wait_for(Duration::from_secs(30), || {
