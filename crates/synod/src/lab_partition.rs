@@ -374,8 +374,13 @@ async fn measure(args: &PartitionArgs, seed: u64, dir: &Path) -> anyhow::Result<
         crashes: Vec::new(),
     };
     lab.sleep_until(lab.at(ends[0])).await?;
-    let leader = lab.cluster.leader().await;
-    let leader = leader.context("no node reported a leader at the end of the baseline")?;
+    // The leader now; on a busy machine one round of status queries may all time out, so
+    // ask until one answers (an election under way also ends within the bound).
+    let leader = lab
+        .cluster
+        .wait_leader(LEADER_TIMEOUT)
+        .await
+        .context("no node reported a leader at the end of the baseline")?;
     let (minority, majority) = sides(args.nodes, leader);
     lab.cut(&minority, &majority);
     let cut_at = lab.now();
