@@ -50,9 +50,18 @@ pub enum Fault {
         links: Vec<(u64, u64)>,
         /// Whether open connections were also closed (else only black-holed).
         reset: bool,
+        /// Whether the links go down and up again, every `FLAP_MS_MIN` to `FLAP_MS_MAX`,
+        /// until the heal (else they stay down).
+        flapping: bool,
         description: String,
     },
 }
+
+/// The chance that a partition flaps.
+const FLAPPING_CHANCE: f64 = 0.25;
+/// How long a flapping partition's links stay in one state, at least and at most.
+pub const FLAP_MS_MIN: u64 = 100;
+pub const FLAP_MS_MAX: u64 = 500;
 
 impl Fault {
     pub fn kind(&self) -> FaultKind {
@@ -75,10 +84,14 @@ impl fmt::Display for Fault {
                 write!(formatter, "pause (SIGSTOP) node {node}{}", role(*leader))
             }
             Fault::Partition {
-                description, reset, ..
+                description,
+                reset,
+                flapping,
+                ..
             } => {
                 let how = if *reset { "reset + drop" } else { "drop" };
-                write!(formatter, "partition {description} [{how}]")
+                let flaps = if *flapping { ", flapping" } else { "" };
+                write!(formatter, "partition {description} [{how}{flaps}]")
             }
         }
     }
@@ -170,10 +183,12 @@ fn plan_partition(nodes: &[u64], leader: Option<u64>, prng: &mut Prng) -> Fault 
             )
         }
     };
+    let reset = prng.below(2) == 0;
     Fault::Partition {
         shape,
         links,
-        reset: prng.below(2) == 0,
+        reset,
+        flapping: prng.chance(FLAPPING_CHANCE),
         description,
     }
 }
@@ -183,13 +198,22 @@ pub fn inject(fault: &Fault, cluster: &mut Cluster, network: &mut Network) {
     match fault {
         Fault::Kill { node, .. } => cluster.kill(*node),
         Fault::Pause { node, .. } => cluster.pause(*node),
-        Fault::Partition { links, reset, .. } => {
-            for &(from, to) in links {
-                network.set_mode(from, to, LinkMode::Dropped);
-                if *reset {
-                    network.reset(from, to);
-                }
-            }
+        Fault::Partition { links, reset, .. } => set_links(links, true, *reset, network),
+    }
+}
+
+/// Cuts (`down`) or restores a partition's links; a cut with `reset` also closes their
+/// open connections.
+pub fn set_links(links: &[(u64, u64)], down: bool, reset: bool, network: &mut Network) {
+    let mode = if down {
+        LinkMode::Dropped
+    } else {
+        LinkMode::Up
+    };
+    for &(from, to) in links {
+        network.set_mode(from, to, mode);
+        if down && reset {
+            network.reset(from, to);
         }
     }
 }
@@ -202,4 +226,26 @@ pub fn heal(fault: &Fault, cluster: &mut Cluster, network: &mut Network) -> anyh
         Fault::Partition { .. } => network.heal()?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod flapping_tests {
+    use super::*;
+
+    #[test]
+    fn about_a_quarter_of_partitions_flap_and_say_so() {
+        // Checks that plan_partition draws flapping partitions at about FLAPPING_CHANCE
+        // over 400 seeds (between 15% and 35%), and that their name says "flapping".
+        let mut flapping = 0;
+        for seed in 0..400 {
+            let mut prng = Prng::from_seed(seed);
+            let fault = plan(FaultKind::Partition, &[1, 2, 3], Some(1), &mut prng);
+            let Fault::Partition { flapping: flaps, .. } = &fault else {
+                panic!("a partition: {fault}");
+            };
+            assert_eq!(*flaps, fault.to_string().contains("flapping"), "{fault}");
+            flapping += usize::from(*flaps);
+        }
+        assert!((60..=140).contains(&flapping), "{flapping} of 400 flapped");
+    }
 }

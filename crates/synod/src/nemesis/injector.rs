@@ -24,7 +24,9 @@ const OVERLAP_DELAY_MS_MIN: u64 = 300;
 /// The most faults of one run.
 const FAULTS_MAX: usize = 1_000;
 /// The most passes of the loop (each injects, heals or sleeps until one is due).
-const PASSES_MAX: usize = 4 * FAULTS_MAX;
+const PASSES_MAX: usize = 4 * FAULTS_MAX + FLAPS_MAX;
+/// The most turns of flapping partitions in one run.
+const FLAPS_MAX: usize = 16 * FAULTS_MAX;
 /// How long one membership step (add, promote, remove, transfer) is retried.
 const MEMBERSHIP_STEP_TIMEOUT: Duration = Duration::from_secs(4);
 const MEMBERSHIP_RETRY: Duration = Duration::from_millis(200);
@@ -33,12 +35,24 @@ const LEADER_CHANGE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Lines of a node's log quoted in a disk fault's note at most.
 const LOG_LINES_QUOTED_MAX: usize = 3;
 
+/// The most times one flapping partition turns its links down or up.
+const FLAPS_PER_FAULT_MAX: u32 = 256;
+
 /// A fault in force.
 struct Active {
     fault: Fault,
     start: u64,
     heal_at: Instant,
     note: String,
+    /// A flapping partition's next turn: when, and whether its links go down then.
+    flap: Option<Flap>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Flap {
+    at: Instant,
+    down: bool,
+    turns: u32,
 }
 
 /// What a disk fault saw when it started: the node's log size and its disk error count.
@@ -71,6 +85,13 @@ impl Nemesis<'_> {
                 }
                 continue;
             }
+            if let Some(active) = active
+                .iter_mut()
+                .find(|fault| fault.flap.is_some_and(|flap| flap.at <= now))
+            {
+                self.flap(active);
+                continue;
+            }
             if let Some(start) = next_start
                 && start <= now
             {
@@ -81,7 +102,12 @@ impl Nemesis<'_> {
                 continue;
             }
             let heal_at = active.iter().map(|fault| fault.heal_at).min();
-            let Some(wake) = heal_at.into_iter().chain(next_start).min() else {
+            let flap_at = active
+                .iter()
+                .filter_map(|fault| fault.flap)
+                .map(|flap| flap.at)
+                .min();
+            let Some(wake) = heal_at.into_iter().chain(flap_at).chain(next_start).min() else {
                 break;
             };
             self.sleep_watching(wake).await?;
@@ -147,11 +173,20 @@ impl Nemesis<'_> {
             Kind::Membership => Instant::now(),
             _ => Instant::now() + length,
         };
+        let flap = match &fault {
+            Fault::Basic(faults::Fault::Partition { flapping: true, .. }) => Some(Flap {
+                at: Instant::now() + self.flap_interval(),
+                down: false,
+                turns: 0,
+            }),
+            _ => None,
+        };
         active.push(Active {
             fault,
             start,
             heal_at,
             note,
+            flap,
         });
         let overlap = self.args.overlap > 0.0
             && active.len() < schedule::FAULTS_AT_ONCE_MAX
@@ -165,6 +200,27 @@ impl Nemesis<'_> {
             &mut self.prng,
         );
         Ok(Some(Instant::now() + delay))
+    }
+
+    fn flap_interval(&mut self) -> Duration {
+        millis((faults::FLAP_MS_MIN, faults::FLAP_MS_MAX), &mut self.prng)
+    }
+
+    /// Turns a flapping partition's links down or up, and plans the next turn (none after
+    /// `FLAPS_PER_FAULT_MAX`: the links then stay as they are until the heal).
+    fn flap(&mut self, active: &mut Active) {
+        let (Some(flap), Fault::Basic(faults::Fault::Partition { links, reset, .. })) =
+            (active.flap, &active.fault)
+        else {
+            return;
+        };
+        faults::set_links(links, flap.down, *reset, &mut self.network);
+        let turns = flap.turns + 1;
+        active.flap = (turns < FLAPS_PER_FAULT_MAX).then(|| Flap {
+            at: Instant::now() + self.flap_interval(),
+            down: !flap.down,
+            turns,
+        });
     }
 
     fn node_ids(&self) -> Vec<u64> {

@@ -575,6 +575,7 @@ mod tests {
                 shape: super::super::faults::PartitionShape::Isolate,
                 links: vec![(1, 2), (2, 1)],
                 reset: false,
+                flapping: false,
                 description: "isolate node 1".into(),
             })
         };
