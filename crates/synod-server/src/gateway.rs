@@ -16,11 +16,14 @@
 //! other answer goes back to the connection as it is. A request that gets no answer by its
 //! deadline fails with a timeout; for a write its outcome is then unknown.
 //!
-//! When this node learns of a new leader, requests still out at the node that led before
-//! (killed, paused or cut off, it may never answer) do not wait for their deadline: a read
-//! is sent again to the new leader (a read changes nothing, and an answer from either is
-//! one the read may return), and a write or admin request fails at once with
-//! [`GatewayError::LeaderChanged`], its outcome unknown, as etcd answers "leader changed".
+//! When this node learns of a new leader, requests still out at another node that led
+//! before (killed, paused or cut off, it may never answer) do not wait for their deadline:
+//! after a short grace ([`STRANDED_GRACE`], time for a former leader that is alive to answer
+//! them itself, often with a clean `NotLeader`), a read is sent again to the new leader (a
+//! read changes nothing, and an answer from either is one the read may return), and a write
+//! or admin request fails with [`GatewayError::LeaderChanged`], its outcome unknown, as etcd
+//! answers "leader changed". Requests out at this node's own replica are left to it: it is
+//! alive and answers them.
 //! Each send of a request carries its attempt in the wire id, so a late answer to an
 //! earlier send is told apart and dropped.
 //!
@@ -56,6 +59,9 @@ pub const GATEWAY_PORT: Port = Port(4);
 const SUBMISSIONS_BATCH_MAX: usize = 1_024;
 /// How often the gateway looks for expired requests and due retries.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(5);
+/// How long a request out at a former leader may still be answered by it, after this node
+/// learned of a new leader, before it is settled here.
+pub const STRANDED_GRACE: Duration = Duration::from_millis(50);
 
 /// The gateway's settings.
 #[derive(Debug, Clone)]
@@ -161,6 +167,7 @@ impl Gateway {
             config,
             leader_hint: leader_hint.clone(),
             leader_seen: None,
+            stranded: BTreeMap::new(),
             pending: BTreeMap::new(),
             retries: BTreeMap::new(),
             waiting: VecDeque::new(),
@@ -269,6 +276,10 @@ struct GatewayLoop {
     leader_hint: Arc<AtomicU64>,
     /// The leader as the last sweep saw it, to notice a change.
     leader_seen: Option<NodeId>,
+    /// Requests out at a former leader when a new one became known: request id to (when
+    /// its grace ends, the send it was on, the new leader). At most one entry per pending
+    /// request.
+    stranded: BTreeMap<u64, (Instant, u16, NodeId)>,
     pending: BTreeMap<u64, Pending>,
     /// Requests waiting to be sent again: (when, request id).
     retries: BTreeMap<(Instant, u64), ()>,
@@ -486,7 +497,7 @@ impl GatewayLoop {
     /// Sends due retries, moves requests stranded at a former leader, and fails requests
     /// past their deadline.
     fn sweep(&mut self, now: Instant) {
-        self.follow_leader_change();
+        self.follow_leader_change(now);
         let later = self.retries.split_off(&(now, u64::MAX));
         let due = std::mem::replace(&mut self.retries, later);
         for (_, id) in due.into_keys() {
@@ -510,32 +521,48 @@ impl GatewayLoop {
     }
 
     /// When the known leader has changed to another node, the requests for the leader
-    /// still out at some other node are stranded there: reads are sent again (to the new
-    /// leader), writes and admin requests fail with their outcome unknown.
-    fn follow_leader_change(&mut self) {
+    /// still out at a third node (not this one, not the new leader) may be stranded there:
+    /// each gets `STRANDED_GRACE` to be answered, then reads are sent again (to the new
+    /// leader) and writes and admin requests fail with their outcome unknown.
+    fn follow_leader_change(&mut self, now: Instant) {
         let leader = self.leader();
-        if leader == self.leader_seen {
-            return;
+        if leader != self.leader_seen {
+            self.leader_seen = leader;
+            if let Some(leader) = leader {
+                let node = self.node;
+                for (id, pending) in &self.pending {
+                    let remote = pending.target != node && pending.target != leader;
+                    if pending.sent && pending.route == Route::Leader && remote {
+                        let due = now + STRANDED_GRACE;
+                        self.stranded.insert(*id, (due, pending.attempt, leader));
+                    }
+                }
+            }
         }
-        self.leader_seen = leader;
-        let Some(leader) = leader else {
-            return;
-        };
-        let stranded: Vec<u64> = self
-            .pending
+        let due: Vec<(u64, u16, NodeId)> = self
+            .stranded
             .iter()
-            .filter(|(_, pending)| {
-                pending.sent && pending.route == Route::Leader && pending.target != leader
-            })
-            .map(|(id, _)| *id)
+            .filter(|(_, (at, _, _))| *at <= now)
+            .map(|(id, (_, attempt, leader))| (*id, *attempt, *leader))
             .collect();
-        for id in stranded {
+        for (id, attempt, leader) in due {
+            self.stranded.remove(&id);
+            // Answered, or sent again elsewhere, within the grace: nothing to do.
+            let Some(pending) = self
+                .pending
+                .get(&id)
+                .filter(|pending| pending.sent && pending.attempt == attempt)
+            else {
+                continue;
+            };
+            let (from, read) = (
+                pending.target,
+                matches!(pending.body, RequestBody::Read { .. }),
+            );
             self.mark_answered(id);
-            let pending = &self.pending[&id];
-            if matches!(pending.body, RequestBody::Read { .. }) {
+            if read {
                 self.dispatch(id);
             } else {
-                let from = pending.target;
                 self.finish(id, Err(GatewayError::LeaderChanged { from, to: leader }));
             }
         }
@@ -543,6 +570,7 @@ impl GatewayLoop {
 
     fn fail_all(&mut self, reason: &str) {
         self.inflight = 0;
+        self.stranded.clear();
         self.waiting.clear();
         for (_, pending) in std::mem::take(&mut self.pending) {
             let _ = pending.reply.send(Err(GatewayError::Refused {

@@ -727,7 +727,11 @@ fn a_flood_over_the_admission_limit_is_refused_with_busy_and_a_node_without_quor
     let cluster = Cluster::start_with_env(3, 7, &[], &env);
     let leader = cluster.leader();
     let mut conn = connect(cluster.resp(leader)).expect("connect to the leader");
-    assert_eq!(conn.call(&["SET", "flood", "before"]), Some(ok()));
+    // Retried while a young cluster may still move its leadership (the same value each
+    // time, so a write of unknown outcome does no harm).
+    wait_for(Duration::from_secs(20), || {
+        conn.call(&["SET", "flood", "before"]) == Some(ok())
+    });
     let terms_before: Vec<u64> = (1..=3).map(|id| status_term(&cluster, id)).collect();
     let keys: Vec<String> = (0..200).map(|index| format!("flood-{index}")).collect();
     let mut pipeline = String::new();

@@ -240,7 +240,10 @@ mod flapping_tests {
         for seed in 0..400 {
             let mut prng = Prng::from_seed(seed);
             let fault = plan(FaultKind::Partition, &[1, 2, 3], Some(1), &mut prng);
-            let Fault::Partition { flapping: flaps, .. } = &fault else {
+            let Fault::Partition {
+                flapping: flaps, ..
+            } = &fault
+            else {
                 panic!("a partition: {fault}");
             };
             assert_eq!(*flaps, fault.to_string().contains("flapping"), "{fault}");
