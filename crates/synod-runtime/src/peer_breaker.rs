@@ -10,11 +10,14 @@
 //! `answer_timeout`, or whose connection fails, fails. The breaker's windows judge the calls
 //! (`synod-resilience`): when enough fail it opens, and frames to the peer are refused at
 //! once (`NetSendError::PeerUnavailable`, counted) instead of queued behind a peer that
-//! does not drain them. A frame from the peer while the breaker is open is news that it is
-//! back (a restarted or resumed process speaks first: every node sends failure-detector
-//! heartbeats to every other), so the breaker turns half-open at once instead of at the end
-//! of the open duration; otherwise the open duration ends it. The next frame to the peer is
-//! the trial, and the peer heard from again closes the breaker. Waiting out the open
+//! does not drain them, except frames to the priority ports (Raft's and the failure
+//! detector's), which always go: refusing a heartbeat could itself cost an election, and
+//! Raft bounds and retries its own traffic. A frame from the peer while the breaker is
+//! open is news that it is back (a restarted or resumed process speaks first: every node
+//! sends failure-detector heartbeats to every other), so the breaker turns half-open at
+//! once instead of at the end of the open duration; otherwise the open duration ends it.
+//! The next frame to the peer is the trial, and the peer heard from again closes the
+//! breaker. Waiting out the open
 //! duration after a peer is back would cost an election or a catch-up that long.
 //!
 //! Every method takes the time as an input, so the logic is tested without a network.
@@ -45,21 +48,29 @@ impl PeerBreaker {
 
     /// Whether a frame may go to the peer at `now`. Starts a call when none is outstanding;
     /// while one is, frames ride along if the breaker is closed, and wait for the trial's
-    /// verdict (refused) if it is not.
-    pub(crate) fn admit(&mut self, now: Instant) -> Result<(), Rejected> {
+    /// verdict (refused) if it is not. A frame that is not `refusable` (Raft's and the
+    /// failure detector's: refusing them could itself cost an election) always goes, and
+    /// starts a call when the breaker permits one.
+    pub(crate) fn admit(&mut self, now: Instant, refusable: bool) -> Result<(), Rejected> {
         self.expire(now);
         if self.outstanding.is_some() {
             return match self.breaker.state(now) {
                 BreakerState::Closed => Ok(()),
+                _ if !refusable => Ok(()),
                 state => Err(Rejected {
                     state,
                     retry_after: self.answer_timeout,
                 }),
             };
         }
-        let permit = self.breaker.try_acquire(now)?;
-        self.outstanding = Some(permit);
-        Ok(())
+        match self.breaker.try_acquire(now) {
+            Ok(permit) => {
+                self.outstanding = Some(permit);
+                Ok(())
+            }
+            Err(_) if !refusable => Ok(()),
+            Err(rejected) => Err(rejected),
+        }
     }
 
     /// A frame arrived from the peer at `now`: the call in progress succeeded; an open
@@ -124,12 +135,32 @@ mod tests {
     /// A breaker opened at 15 ms by two failed connections (at 5 and 15 ms).
     fn opened_by_failed_connections() -> PeerBreaker {
         let mut peer = breaker();
-        assert_eq!(peer.admit(at(0)), Ok(()));
+        assert_eq!(peer.admit_bulk(at(0)), Ok(()));
         peer.connection_failed(at(5));
-        assert_eq!(peer.admit(at(10)), Ok(()));
+        assert_eq!(peer.admit_bulk(at(10)), Ok(()));
         peer.connection_failed(at(15));
         assert_eq!(peer.state(at(20)), BreakerState::Open);
         peer
+    }
+
+    impl PeerBreaker {
+        fn admit_bulk(&mut self, now: Instant) -> Result<(), Rejected> {
+            self.admit(now, true)
+        }
+    }
+
+    #[test]
+    fn frames_that_may_not_be_refused_go_even_while_open() {
+        // Checks that a priority frame (refusable false) passes an open breaker, while a
+        // bulk one is refused, and that a priority frame can carry the half-open trial.
+        let mut peer = opened_by_failed_connections();
+        assert!(peer.admit(at(100), true).is_err());
+        assert_eq!(peer.admit(at(100), false), Ok(()));
+        assert_eq!(peer.state(at(100)), BreakerState::Open);
+        peer.heard(at(110));
+        assert_eq!(peer.admit(at(120), false), Ok(()), "the trial");
+        peer.heard(at(130));
+        assert_eq!(peer.state(at(130)), BreakerState::Closed);
     }
 
     fn at(millis: u64) -> Instant {
@@ -142,8 +173,8 @@ mod tests {
         // frames, one call per answer, and the breaker never leaves closed.
         let mut peer = breaker();
         for step in 0..10 {
-            assert_eq!(peer.admit(at(step * 50)), Ok(()));
-            assert_eq!(peer.admit(at(step * 50 + 1)), Ok(()), "rides along");
+            assert_eq!(peer.admit_bulk(at(step * 50)), Ok(()));
+            assert_eq!(peer.admit_bulk(at(step * 50 + 1)), Ok(()), "rides along");
             peer.heard(at(step * 50 + 20));
         }
         assert_eq!(peer.state(at(600)), BreakerState::Closed);
@@ -157,24 +188,24 @@ mod tests {
         // frames are then refused until the open duration (500 ms) ends, one trial frame
         // goes out, others wait for its verdict, and the peer heard from closes it.
         let mut peer = breaker();
-        assert_eq!(peer.admit(at(0)), Ok(()));
+        assert_eq!(peer.admit_bulk(at(0)), Ok(()));
         assert_eq!(
-            peer.admit(at(100)),
+            peer.admit_bulk(at(100)),
             Ok(()),
             "the first call failed; a second begins"
         );
         assert_eq!(peer.state(at(200)), BreakerState::Open);
-        let refused = peer.admit(at(300)).unwrap_err();
+        let refused = peer.admit_bulk(at(300)).unwrap_err();
         assert_eq!(refused.state, BreakerState::Open);
         assert_eq!(refused.retry_after, Duration::from_millis(400));
-        assert_eq!(peer.admit(at(700)), Ok(()), "the half-open trial");
+        assert_eq!(peer.admit_bulk(at(700)), Ok(()), "the half-open trial");
         assert_eq!(
-            peer.admit(at(710)).unwrap_err().state,
+            peer.admit_bulk(at(710)).unwrap_err().state,
             BreakerState::HalfOpen
         );
         peer.heard(at(720));
         assert_eq!(peer.state(at(720)), BreakerState::Closed);
-        assert_eq!(peer.admit(at(730)), Ok(()));
+        assert_eq!(peer.admit_bulk(at(730)), Ok(()));
     }
 
     #[test]
@@ -182,13 +213,13 @@ mod tests {
         // Checks that a connection failure counts at once (no wait for the timeout), and
         // that a trial that is not answered opens the breaker again.
         let mut peer = opened_by_failed_connections();
-        assert_eq!(peer.admit(at(520)), Ok(()), "the trial");
+        assert_eq!(peer.admit_bulk(at(520)), Ok(()), "the trial");
         assert_eq!(
             peer.state(at(620)),
             BreakerState::Open,
             "the trial timed out"
         );
-        assert!(peer.admit(at(630)).is_err());
+        assert!(peer.admit_bulk(at(630)).is_err());
         let stats = peer.stats();
         assert_eq!(stats.transitions_to_open, 2);
     }
@@ -208,10 +239,10 @@ mod tests {
         // speaking first) makes it half-open before the open duration (500 ms) ends, so
         // the next frame is the trial and the next answer closes it.
         let mut peer = opened_by_failed_connections();
-        assert!(peer.admit(at(100)).is_err());
+        assert!(peer.admit_bulk(at(100)).is_err());
         peer.heard(at(110));
         assert_eq!(peer.state(at(110)), BreakerState::HalfOpen);
-        assert_eq!(peer.admit(at(120)), Ok(()), "the trial");
+        assert_eq!(peer.admit_bulk(at(120)), Ok(()), "the trial");
         peer.heard(at(130));
         assert_eq!(peer.state(at(130)), BreakerState::Closed);
     }

@@ -164,7 +164,8 @@ impl Services for RuntimeServices {
             self.stats.unknown_node_sends_count += 1;
             return Err(NetSendError::UnknownNode { node: to });
         };
-        if let Err(rejected) = peer.counters.admit(self.clock.now()) {
+        let priority = self.priority_ports.contains(&port);
+        if let Err(rejected) = peer.counters.admit(self.clock.now(), !priority) {
             return Err(NetSendError::PeerUnavailable {
                 node: to,
                 state: rejected.state.name(),
@@ -173,7 +174,7 @@ impl Services for RuntimeServices {
         }
         // A closed queue means the peer's task is gone, which happens only while the node
         // shuts down; to the actor that is the same as a full queue: the message is dropped.
-        let queue = if self.priority_ports.contains(&port) {
+        let queue = if priority {
             &peer.priority
         } else {
             &peer.queue

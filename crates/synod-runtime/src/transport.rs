@@ -128,12 +128,12 @@ impl PeerCounters {
 
     /// Whether a frame may go to the peer at `now` (see [`PeerBreaker::admit`]); a refusal
     /// is counted.
-    pub(crate) fn admit(&self, now: Instant) -> Result<(), Rejected> {
+    pub(crate) fn admit(&self, now: Instant, refusable: bool) -> Result<(), Rejected> {
         let mut breaker = lock(&self.breaker);
         let Some(breaker) = breaker.as_mut() else {
             return Ok(());
         };
-        let admitted = breaker.admit(now);
+        let admitted = breaker.admit(now, refusable);
         if admitted.is_err() {
             add(&self.breaker_rejections, 1);
         }

@@ -850,10 +850,10 @@ fn peer_counter(cluster: &Cluster, node: u64, family: &str, peer: u64) -> u64 {
 #[test]
 fn a_paused_followers_breaker_opens_writes_go_on_and_it_closes_after_recovery() {
     // Checks the transport's per-peer circuit breaker on real processes: with one follower
-    // paused (SIGSTOP), the leader's breaker for it opens (shown in /metrics, frames to it
-    // refused and counted) while every write through the leader still succeeds on the
-    // other follower's acknowledgements; after SIGCONT the breaker's trial is answered,
-    // it closes, and the follower catches up with every write.
+    // paused (SIGSTOP), the leader's breaker for it opens (shown in /metrics) while every
+    // write through the leader still succeeds on the other follower's acknowledgements;
+    // after SIGCONT the breaker's trial is answered, it closes, and the follower catches up
+    // with every write.
     // A short answer timeout (the default is eight election timeouts) keeps the test quick.
     let env = [("SYNOD_RESILIENCE__PEER_ANSWER_TIMEOUT_MS", "500")];
     let cluster = Cluster::start_with_env(3, 8, &[], &env);
@@ -884,13 +884,12 @@ fn a_paused_followers_breaker_opens_writes_go_on_and_it_closes_after_recovery() 
     }
     assert!(opened, "the breaker for the paused follower never opened");
     assert!(peer_counter(&cluster, leader, "synod_peer_breaker_opened", slow) >= 1);
-    // Writes go on while it is open, and frames to the follower are refused.
+    // Writes go on while it is open.
     for index in written..written + 100 {
         let value = index.to_string();
         assert_eq!(conn.call(&["SET", "slow-follower", &value]), Some(ok()));
     }
     let last = (written + 99).to_string();
-    assert!(peer_counter(&cluster, leader, "synod_peer_breaker_rejections", slow) >= 1);
     signal(cluster.pid(slow), "-CONT");
     wait_for(Duration::from_secs(30), || {
         peer_breaker_state(&cluster, leader, slow).as_deref() == Some("closed")
