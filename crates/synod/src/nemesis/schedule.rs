@@ -401,16 +401,7 @@ fn plan_process(
     if !view.may_take_down_voter(busy, alone) {
         return None;
     }
-    let candidates: Vec<u64> = view
-        .voters
-        .iter()
-        .copied()
-        .filter(|node| !busy.touched.contains(node))
-        .collect();
-    if candidates.is_empty() {
-        return None;
-    }
-    let leader = view.leader.filter(|leader| candidates.contains(leader));
+    let (candidates, leader) = untouched_voters(view, busy)?;
     let basic = match kind {
         Kind::Kill => BasicKind::Kill,
         _ => BasicKind::Pause,
@@ -418,8 +409,8 @@ fn plan_process(
     Some(Fault::Basic(faults::plan(basic, &candidates, leader, prng)))
 }
 
-/// A voter no fault touches, the leader half the time when it is one.
-fn pick_untouched_voter(view: &View<'_>, busy: &Busy, prng: &mut Prng) -> Option<u64> {
+/// The voters no fault touches (`None`: none), and the leader if it is one of them.
+fn untouched_voters(view: &View<'_>, busy: &Busy) -> Option<(Vec<u64>, Option<u64>)> {
     let candidates: Vec<u64> = view
         .voters
         .iter()
@@ -430,6 +421,12 @@ fn pick_untouched_voter(view: &View<'_>, busy: &Busy, prng: &mut Prng) -> Option
         return None;
     }
     let leader = view.leader.filter(|leader| candidates.contains(leader));
+    Some((candidates, leader))
+}
+
+/// A voter no fault touches, the leader half the time when it is one.
+fn pick_untouched_voter(view: &View<'_>, busy: &Busy, prng: &mut Prng) -> Option<u64> {
+    let (candidates, leader) = untouched_voters(view, busy)?;
     Some(match leader {
         Some(leader) if prng.below(2) == 0 => leader,
         _ => candidates[prng.index(candidates.len())],
