@@ -518,17 +518,10 @@ impl Interleaving {
         let mut states: Vec<u32> = self.keys.iter().map(|key| key.initial).collect();
         let mut next = vec![0u32; self.sequences.len()];
         for &step_index in order {
-            let (process, position) = self.owners[step_index as usize];
-            let sequence = &self.sequences[process as usize];
-            let skipped = &sequence[next[process as usize] as usize..position as usize];
-            if position < next[process as usize]
-                || skipped
-                    .iter()
-                    .any(|&skip| !self.steps[skip as usize].optional)
-            {
+            if !self.may_follow(&next, step_index) {
                 return false;
             }
-            next[process as usize] = position + 1;
+            self.advance(&mut next, step_index);
             let step = &self.steps[step_index as usize];
             let state = &mut states[step.key as usize];
             match step.effect {
@@ -543,6 +536,24 @@ impl Interleaving {
                 .iter()
                 .all(|&step| self.steps[step as usize].optional)
         })
+    }
+
+    /// Whether `step` may come next after a prefix that placed, per process, the steps
+    /// before `next[process]`: it is not behind that point and skips only optional steps.
+    pub fn may_follow(&self, next: &[u32], step: u32) -> bool {
+        let (process, position) = self.owners[step as usize];
+        let from = next[process as usize];
+        position >= from
+            && self.sequences[process as usize][from as usize..position as usize]
+                .iter()
+                .all(|&skip| self.steps[skip as usize].optional)
+    }
+
+    /// Records `step` as placed in the per-process progress `next` (see `may_follow`).
+    pub fn advance(&self, next: &mut [u32], step: u32) {
+        let (process, position) = self.owners[step as usize];
+        let reached = &mut next[process as usize];
+        *reached = (*reached).max(position + 1);
     }
 
     /// Steps the search tries earlier when their `ranks` are smaller (by default, the

@@ -14,7 +14,7 @@
 //! kept when the rest still has no order. What remains is a small core, explained as a
 //! cycle of "must come before" steps when one can be read off it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -100,15 +100,23 @@ pub(crate) fn check_key(
         nodes_max,
     };
     let keys = [key];
-    let problem = Interleaving::build(history, &keys, &BTreeSet::new());
+    let mut problem = Interleaving::build(history, &keys, &BTreeSet::new());
+    let sources_of = |problem: &Interleaving, order: Vec<u32>| -> Vec<u32> {
+        order
+            .iter()
+            .map(|&step| problem.steps[step as usize].source)
+            .collect()
+    };
+    // The order the system reported, when it did, verified step by step; when it fails, it
+    // guides the search.
+    let key_sources = key.operations.iter().map(|operation| operation.source);
+    if let Some(reported) = reported_order(history, key_sources)
+        && let Some(order) = merge_key_orders(history, &mut problem, &[Some(reported)])
+    {
+        return (KeySequential::Valid, Some(sources_of(&problem, order)));
+    }
     match search(&problem, &budget).0 {
-        Outcome::Valid { order } => {
-            let sources = order
-                .iter()
-                .map(|&step| problem.steps[step as usize].source)
-                .collect();
-            (KeySequential::Valid, Some(sources))
-        }
+        Outcome::Valid { order } => (KeySequential::Valid, Some(sources_of(&problem, order))),
         Outcome::Unknown(stop) => {
             let reason = stop.describe("--timeout");
             (KeySequential::Unknown { reason }, None)
@@ -156,14 +164,15 @@ pub(crate) fn check_history(
         .iter()
         .map(|result| result.sequential_order.clone())
         .collect();
-    if merge_key_orders(history, &mut problem, &orders) {
+    if merge_key_orders(history, &mut problem, &orders).is_some() {
         decided.method = SequentialMethod::MergedKeyOrders;
         return decided;
     }
-    if let Some(reported) = reported_order(history) {
+    let every_operation = 0..u32::try_from(history.operations.len()).expect("fits u32");
+    if let Some(reported) = reported_order(history, every_operation) {
         // Verified step by step like the merged key orders; when it fails, its ranks guide
         // the search instead.
-        if merge_key_orders(history, &mut problem, &[Some(reported)]) {
+        if merge_key_orders(history, &mut problem, &[Some(reported)]).is_some() {
             decided.method = SequentialMethod::ReportedOrder;
             return decided;
         }
@@ -189,8 +198,11 @@ pub(crate) fn check_history(
 
 /// Adds to `order` the optional steps it lacks (info operations, which report no order):
 /// walking the order, a step that needs a value its key does not hold gets, just before it,
-/// an unplaced optional step that writes that value (the search's lazy placement).
-/// Verification decides whether the result is an order.
+/// the shortest chain (at most `OPTIONAL_CHAIN_MAX` steps) of unplaced optional writes that
+/// takes the key there: a write of the value, or a cas to it after the writes that give
+/// the cas its expected value (the search's lazy placement). Only steps whose process has
+/// reached them qualify (an info write placed before its own process's earlier steps would
+/// break that process's order). Verification decides whether the result is an order.
 fn place_optional(problem: &Interleaving, order: Vec<u32>) -> Vec<u32> {
     let mut placed = vec![false; problem.steps.len()];
     for &step in &order {
@@ -204,6 +216,7 @@ fn place_optional(problem: &Interleaving, order: Vec<u32>) -> Vec<u32> {
         .map(|index| u32::try_from(index).expect("steps fit u32"))
         .collect();
     let mut states: Vec<u32> = problem.keys.iter().map(|key| key.initial).collect();
+    let mut next = vec![0u32; problem.sequences.len()];
     let mut placed_order = Vec::with_capacity(order.len() + unplaced.len());
     let apply = |states: &mut [u32], step: &crate::interleave::Step| {
         let state = &mut states[step.key as usize];
@@ -219,40 +232,95 @@ fn place_optional(problem: &Interleaving, order: Vec<u32>) -> Vec<u32> {
             Effect::Read(value) | Effect::Cas(value, _) => Some(value),
             Effect::Blind(_) => None,
         };
-        if let Some(value) = needed.filter(|&value| states[step.key as usize] != value) {
-            let state = states[step.key as usize];
-            let writer = unplaced.iter().position(|&candidate| {
-                let candidate = &problem.steps[candidate as usize];
-                candidate.key == step.key
-                    && match candidate.effect {
-                        Effect::Blind(written) => written == value,
-                        Effect::Cas(expected, written) => written == value && expected == state,
-                        Effect::Read(_) => false,
-                    }
-            });
-            if let Some(position) = writer {
-                let writer = unplaced.swap_remove(position);
+        let key = step.key;
+        if let Some(value) = needed.filter(|&value| states[key as usize] != value) {
+            let from = states[key as usize];
+            let mut chain = optional_chain(problem, &unplaced, &next, key, from, value);
+            let writers: Vec<u32> = chain.iter().map(|&position| unplaced[position]).collect();
+            chain.sort_unstable_by(|a, b| b.cmp(a));
+            for position in chain {
+                unplaced.swap_remove(position);
+            }
+            for writer in writers {
                 apply(&mut states, &problem.steps[writer as usize]);
+                problem.advance(&mut next, writer);
                 placed_order.push(writer);
             }
         }
         apply(&mut states, step);
+        problem.advance(&mut next, step_index);
         placed_order.push(step_index);
     }
     placed_order
 }
 
-/// The order the system reported: every ok operation that carries an `index`, by index,
-/// ties by invoke. `None` when no operation carries one.
-fn reported_order(history: &History) -> Option<Vec<u32>> {
-    let mut reported: Vec<(u64, usize, u32)> = history
-        .operations
+/// The longest chain of optional writes `place_optional` places before one step.
+const OPTIONAL_CHAIN_MAX: usize = 3;
+
+/// The shortest chain of `unplaced` optional writes (positions in `unplaced`, in the order
+/// to apply them) that takes `key` from value `from` to value `to`, each of a process that
+/// has reached it; empty when there is none within `OPTIONAL_CHAIN_MAX` steps. A
+/// breadth-first search over the key's values, each visited once, so no write is used twice.
+fn optional_chain(
+    problem: &Interleaving,
+    unplaced: &[u32],
+    next: &[u32],
+    key: u32,
+    from: u32,
+    to: u32,
+) -> Vec<usize> {
+    let writes: Vec<(usize, Effect)> = unplaced
         .iter()
         .enumerate()
-        .filter_map(|(source, operation)| {
-            let index = operation.index?;
-            let source = u32::try_from(source).expect("fewer than 2^32 operations");
-            Some((index, operation.invoke_position, source))
+        .filter(|&(_, &step)| {
+            problem.steps[step as usize].key == key && problem.may_follow(next, step)
+        })
+        .map(|(position, &step)| (position, problem.steps[step as usize].effect))
+        .collect();
+    // value -> (the value before it, the write that took the key there)
+    let mut reached: BTreeMap<u32, (u32, usize)> = BTreeMap::new();
+    let mut frontier = vec![from];
+    for _ in 0..OPTIONAL_CHAIN_MAX {
+        let mut further = Vec::new();
+        for &state in &frontier {
+            for &(position, effect) in &writes {
+                let value = match effect {
+                    Effect::Blind(value) => value,
+                    Effect::Cas(expected, value) if expected == state => value,
+                    Effect::Cas(_, _) | Effect::Read(_) => continue,
+                };
+                if value != from && !reached.contains_key(&value) {
+                    reached.insert(value, (state, position));
+                    further.push(value);
+                }
+            }
+        }
+        if reached.contains_key(&to) {
+            break;
+        }
+        frontier = further;
+    }
+    let mut chain = Vec::new();
+    let mut value = to;
+    while let Some(&(before, position)) = reached.get(&value) {
+        chain.push(position);
+        value = before;
+        if value == from {
+            break;
+        }
+    }
+    chain.reverse();
+    chain
+}
+
+/// The order the system reported among `sources` (indices into `History::operations`):
+/// every ok operation that carries an `index`, by index, ties by invoke. `None` when none
+/// carries one.
+fn reported_order(history: &History, sources: impl Iterator<Item = u32>) -> Option<Vec<u32>> {
+    let mut reported: Vec<(u64, usize, u32)> = sources
+        .filter_map(|source| {
+            let operation = &history.operations[source as usize];
+            Some((operation.index?, operation.invoke_position, source))
         })
         .collect();
     if reported.is_empty() {
@@ -263,14 +331,15 @@ fn reported_order(history: &History) -> Option<Vec<u32>> {
 }
 
 /// Merges the keys' own orders (from their own searches; a linearizable key has none and
-/// is ordered by real time) with the processes' orders. Returns true when the merged
-/// order is valid for the whole history (checked step by step): then no search is needed.
-/// Otherwise ranks the problem's steps by it, so that the search tries that order first.
+/// is ordered by real time) with the processes' orders. Returns the merged order (the steps
+/// that take effect) when it is valid for the whole problem (checked step by step): then
+/// no search is needed. Otherwise ranks the problem's steps by it, so that the search
+/// tries that order first.
 fn merge_key_orders(
     history: &History,
     problem: &mut Interleaving,
     orders: &[Option<Vec<u32>>],
-) -> bool {
+) -> Option<Vec<u32>> {
     let mut step_of = vec![u32::MAX; history.operations.len()];
     for (index, step) in problem.steps.iter().enumerate() {
         step_of[step.source as usize] = u32::try_from(index).expect("steps fit u32");
@@ -296,13 +365,102 @@ fn merge_key_orders(
         .copied()
         .filter(|&step| took_effect[step as usize] || !problem.steps[step as usize].optional)
         .collect();
-    if problem.verify(&effective) || problem.verify(&place_optional(problem, effective)) {
-        return true;
+    if problem.verify(&effective) {
+        return Some(effective);
+    }
+    let placed = place_optional(problem, effective);
+    if problem.verify(&placed) {
+        return Some(placed);
     }
     let mut ranks = vec![0u32; problem.steps.len()];
     for (position, &step) in merged.iter().enumerate() {
         ranks[step as usize] = u32::try_from(position).expect("steps fit u32");
     }
     problem.set_ranks(&ranks);
-    false
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::problem::split_by_key;
+    use crate::{ParseOptions, parse_history};
+
+    #[test]
+    fn an_info_write_is_placed_only_where_its_process_has_reached() {
+        // Checks the lazy placement of info operations into a reported order: p1's read of
+        // x as absent needs one of the two info deletes first; p0's comes first among the
+        // steps but p0's read of y (index 9) is not placed yet, so p2's delete is taken
+        // and the reported order alone proves the history (once it took p0's and failed).
+        let text = [
+            (0, "invoke", "read", "y", "null", 0, ""),
+            (0, "ok", "read", "y", "null", 1, ",\"index\":9"),
+            (0, "invoke", "delete", "x", "null", 2, ""),
+            (0, "info", "delete", "x", "null", 3, ""),
+            (2, "invoke", "delete", "x", "null", 4, ""),
+            (2, "info", "delete", "x", "null", 5, ""),
+            (1, "invoke", "write", "x", "1", 0, ""),
+            (1, "ok", "write", "x", "1", 1, ",\"index\":2"),
+            (1, "invoke", "read", "x", "null", 10, ""),
+            (1, "ok", "read", "x", "null", 11, ",\"index\":4"),
+        ]
+        .map(|(process, kind, f, key, value, time, index)| {
+            format!(
+                "{{\"process\":{process},\"type\":\"{kind}\",\"f\":\"{f}\",\"key\":\"{key}\",\
+                 \"value\":{value},\"time\":{time}{index}}}\n"
+            )
+        })
+        .concat();
+        let history = parse_history(&text, ParseOptions::default()).unwrap();
+        let keys = split_by_key(&history);
+        let key_list: Vec<&KeyHistory> = keys.iter().collect();
+        let mut problem = Interleaving::build(&history, &key_list, &BTreeSet::new());
+        let every_operation = 0..history.operations.len() as u32;
+        let reported = reported_order(&history, every_operation).unwrap();
+        let order = merge_key_orders(&history, &mut problem, &[Some(reported)]);
+        assert!(order.is_some());
+    }
+
+    #[test]
+    fn a_cas_of_unknown_outcome_is_placed_after_the_write_it_expects() {
+        // Checks chained placement: x is written 1 (index 2), then read as 5 (index 6); 5
+        // comes only from an info cas from absent to 5, which holds only after an info
+        // delete. Both are placed before the read, delete first, and the key's own check
+        // returns that order without a search.
+        let text = [
+            (0, "invoke", "write", "1", 0, ""),
+            (0, "ok", "write", "1", 1, ",\"index\":2"),
+            (1, "invoke", "cas", "[null,5]", 2, ""),
+            (1, "info", "cas", "[null,5]", 3, ""),
+            (2, "invoke", "delete", "null", 4, ""),
+            (2, "info", "delete", "null", 5, ""),
+            (3, "invoke", "read", "null", 6, ""),
+            (3, "ok", "read", "5", 7, ",\"index\":6"),
+            (4, "invoke", "read", "null", 8, ""),
+            (4, "ok", "read", "1", 9, ",\"index\":3"),
+        ]
+        .map(|(process, kind, f, value, time, index)| {
+            format!(
+                "{{\"process\":{process},\"type\":\"{kind}\",\"f\":\"{f}\",\"key\":\"x\",\
+                 \"value\":{value},\"time\":{time}{index}}}\n"
+            )
+        })
+        .concat();
+        let history = parse_history(&text, ParseOptions::default()).unwrap();
+        let keys = split_by_key(&history);
+        let never = || false;
+        let limits = Limits {
+            should_stop: &never,
+            memory_bytes_max: 1 << 20,
+        };
+        // No search budget at all: only the reported order can decide.
+        let (verdict, order) = check_key(&history, &keys[0], &limits, 0);
+        assert!(matches!(verdict, KeySequential::Valid), "{verdict:?}");
+        let functions: Vec<&str> = order
+            .unwrap()
+            .iter()
+            .map(|&source| history.operations[source as usize].call.function_name())
+            .collect();
+        assert_eq!(functions, ["write", "read", "delete", "cas", "read"]);
+    }
 }

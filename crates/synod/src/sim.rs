@@ -35,6 +35,11 @@ pub struct SimArgs {
     /// scenario, single seed).
     #[arg(long, requires = "seed")]
     pub history: Option<PathBuf>,
+    /// Write the history with the stale reads too (the one checked for sequential
+    /// consistency and the session guarantees: `synod check --model sequential,session`)
+    /// to FILE (raft scenario, single seed).
+    #[arg(long, requires = "seed")]
+    pub history_with_stale: Option<PathBuf>,
     /// Worker threads for sweeps (each run stays on one thread).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -102,9 +107,9 @@ pub fn run_options(args: &SimArgs) -> Result<RunOptions> {
 
 pub fn run(args: &SimArgs) -> Result<ExitCode> {
     let options = run_options(args)?;
-    if let Some(path) = &args.history {
+    if args.history.is_some() || args.history_with_stale.is_some() {
         if args.scenario != "raft" {
-            bail!("--history is recorded by the raft scenario only");
+            bail!("--history and --history-with-stale are recorded by the raft scenario only");
         }
         let sink = std::sync::Arc::new(std::sync::Mutex::new(None));
         let factory = scenarios::raft_with_history(args.nodes, sink.clone())?;
@@ -114,9 +119,17 @@ pub fn run(args: &SimArgs) -> Result<ExitCode> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take()
             .unwrap_or_default();
-        std::fs::write(path, history)
-            .with_context(|| format!("cannot write the history to {}", path.display()))?;
-        println!("history: {}", path.display());
+        let files = [
+            (&args.history, history.checked),
+            (&args.history_with_stale, history.with_stale),
+        ];
+        for (path, text) in files {
+            if let Some(path) = path {
+                std::fs::write(path, text)
+                    .with_context(|| format!("cannot write the history to {}", path.display()))?;
+                println!("history: {}", path.display());
+            }
+        }
         return Ok(code);
     }
     let factory = scenarios::factory(&args.scenario, args.nodes)?;

@@ -547,8 +547,7 @@ fn call_value_json(call: &Call) -> String {
 const SESSION_KEY_NODES_MAX: u64 = 1 << 18;
 
 /// The budget of the whole-history sequential search with stale reads (configurations).
-/// Most runs need none: the order the replies report (store revisions) is verified instead.
-/// Running out leaves the model unknown, never valid, and only a violation fails the run.
+/// Runs need none: the order the replies report (store revisions) is verified instead.
 const SEQUENTIAL_NODES_MAX: u64 = 1 << 16;
 
 /// The scenario.
@@ -595,8 +594,18 @@ pub const SCENARIO_CLUSTER_ID: u64 = 0x5e_ed;
 /// Stale reads remembered for the check, at most.
 const STALE_READS_CHECKED_MAX: usize = 100_000;
 
+/// A run's history in synod-check's format, in the two shapes the run checks.
+#[derive(Clone, Debug, Default)]
+pub struct RecordedHistory {
+    /// Writes, linearizable and lease reads: the history checked for linearizability.
+    pub checked: String,
+    /// The same with the stale reads too: the history checked for sequential consistency
+    /// and the session guarantees.
+    pub with_stale: String,
+}
+
 /// Receives a run's history at the end of the run.
-pub type HistorySink = Arc<Mutex<Option<String>>>;
+pub type HistorySink = Arc<Mutex<Option<RecordedHistory>>>;
 
 impl RaftScenario {
     /// The scenario with the default workload, for runs with the default clock bound.
@@ -870,9 +879,10 @@ impl RaftScenario {
                 session: true,
                 lost_writes: false,
             },
-            // Reads of values written more than once (absent keys) are decided by a search
-            // over the key's order, bounded so every seed stays quick: running out leaves a
-            // guarantee undecided, never valid, and only a violation fails the run.
+            // The replies' revisions (`index`) give every key, and the whole history, an
+            // order the checker verifies step by step; a search runs only where that fails,
+            // bounded so every seed stays quick. Running out of it leaves a model unknown,
+            // which fails the run like a violation: it is not a proof.
             key_sequential_nodes_max: SESSION_KEY_NODES_MAX,
             sequential_nodes_max: SEQUENTIAL_NODES_MAX,
             memory_bytes_max: CHECK_MEMORY_BYTES_MAX,
@@ -893,7 +903,13 @@ impl RaftScenario {
                 self.history.reads_stale_served,
                 report.text(&history)
             )),
-            Verdict::Valid | Verdict::Unknown => Ok(()),
+            Verdict::Unknown => Err(format!(
+                "the checker could not decide the history with its {} stale reads within its \
+                 budget (write it with --history-with-stale FILE and run synod check on it):\n{}",
+                self.history.reads_stale_served,
+                report.text(&history)
+            )),
+            Verdict::Valid => Ok(()),
         }
     }
 }
@@ -982,7 +998,10 @@ impl Scenario for RaftScenario {
         }
         if let Some(sink) = &self.history_sink {
             let mut slot = sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            *slot = Some(self.history.jsonl(false));
+            *slot = Some(RecordedHistory {
+                checked: self.history.jsonl(false),
+                with_stale: self.history.jsonl(true),
+            });
         }
         let mut totals = self.safety.totals;
         for track in &self.tracks {
