@@ -38,6 +38,6 @@ pub use breakers::NodeBreakerState;
 pub use client::{CasOutcome, Client, ClientConfig, outcome_unknown};
 pub use connection::{Connection, ConnectionLimits, encode_command};
 pub use error::{ClientError, Retry};
-pub use status::{ClusterStatus, MemberAddress, parse_status};
+pub use status::{ClusterStatus, FollowerProgress, MemberAddress, parse_status};
 pub use synod_resilience::{BreakerConfig, BreakerState, SlidingWindow};
 pub use synod_server::{ReadLevel, Reply};

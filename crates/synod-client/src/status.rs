@@ -16,6 +16,21 @@ pub struct ClusterStatus {
     pub resp_address: String,
     /// Every member: node id and RESP address.
     pub members: Vec<MemberAddress>,
+    /// Why the node says it is degraded (no quorum, read-only storage), if it does.
+    pub degraded: Option<String>,
+    /// On a leader: how far each follower is (empty elsewhere, or from an older server).
+    pub followers: Vec<FollowerProgress>,
+}
+
+/// A leader's view of one follower.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowerProgress {
+    pub node: u64,
+    pub voter: bool,
+    /// Entries the follower lacks.
+    pub lag_entries: u64,
+    /// Whether the leader heard from it recently.
+    pub active: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +80,16 @@ pub fn parse_status(reply: &Reply) -> Result<ClusterStatus, String> {
         Reply::Null | Reply::Bulk(None) | Reply::Array(None) => None,
         other => Some(as_integer(other).ok_or("field \"leader\" is not an integer or nil")?),
     };
+    let followers = match field("followers") {
+        Ok(Reply::Array(Some(items)) | Reply::Set(items)) => items
+            .iter()
+            .map(parse_follower)
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => Vec::new(),
+    };
     Ok(ClusterStatus {
+        degraded: field("degraded").ok().and_then(as_text),
+        followers,
         node: integer("node")?,
         role: as_text(field("role")?).ok_or("field \"role\" is not a string")?,
         term: integer("term")?,
@@ -75,6 +99,34 @@ pub fn parse_status(reply: &Reply) -> Result<ClusterStatus, String> {
             .and_then(as_text)
             .unwrap_or_default(),
         members,
+    })
+}
+
+fn parse_follower(reply: &Reply) -> Result<FollowerProgress, String> {
+    let fields = fields(reply).ok_or("a follower is not a map or a flat array of fields")?;
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| *value)
+    };
+    let integer = |name: &str| {
+        field(name).and_then(as_integer).ok_or(format!(
+            "a follower's {name:?} is missing or not an integer"
+        ))
+    };
+    let flag = |name: &str| match field(name) {
+        Some(Reply::Boolean(value)) => Ok(*value),
+        Some(other) => as_integer(other)
+            .map(|value| value != 0)
+            .ok_or(format!("a follower's {name:?} is not a boolean")),
+        None => Err(format!("a follower's {name:?} is missing")),
+    };
+    Ok(FollowerProgress {
+        node: integer("node")?,
+        voter: flag("voter")?,
+        lag_entries: integer("lag_entries")?,
+        active: flag("active")?,
     })
 }
 
@@ -191,6 +243,64 @@ mod tests {
         assert_eq!(status.leader, None);
         assert_eq!(status.leader_address(), None);
         assert_eq!(status.role, "follower");
+    }
+
+    #[test]
+    fn parses_a_leaders_followers_and_a_degraded_reason() {
+        // Checks the optional fields: a leader's followers (RESP3 booleans or RESP2
+        // integers) and the degraded reason; absent, they are empty.
+        let follower = |node: i64, voter: Reply, lag: i64, active: Reply| {
+            Reply::Map(vec![
+                (bulk("node"), Reply::Integer(node)),
+                (bulk("voter"), voter),
+                (bulk("lag_entries"), Reply::Integer(lag)),
+                (bulk("lag_bytes"), Reply::Integer(0)),
+                (bulk("active"), active),
+            ])
+        };
+        let mut fields = status_fields(Reply::Integer(2));
+        fields.push((
+            bulk("followers"),
+            Reply::Array(Some(vec![
+                follower(1, Reply::Boolean(true), 3, Reply::Boolean(true)),
+                follower(3, Reply::Integer(0), 70, Reply::Integer(0)),
+            ])),
+        ));
+        fields.push((bulk("degraded"), bulk("read-only: the disk is full")));
+        let status = parse_status(&Reply::Map(fields)).unwrap();
+        assert_eq!(
+            status.followers,
+            [
+                FollowerProgress {
+                    node: 1,
+                    voter: true,
+                    lag_entries: 3,
+                    active: true
+                },
+                FollowerProgress {
+                    node: 3,
+                    voter: false,
+                    lag_entries: 70,
+                    active: false
+                },
+            ]
+        );
+        assert_eq!(
+            status.degraded.as_deref(),
+            Some("read-only: the disk is full")
+        );
+        let plain = parse_status(&Reply::Map(status_fields(Reply::Integer(1)))).unwrap();
+        assert!(plain.followers.is_empty() && plain.degraded.is_none());
+        let mut broken = status_fields(Reply::Integer(2));
+        broken.push((
+            bulk("followers"),
+            Reply::Array(Some(vec![Reply::Map(vec![(
+                bulk("node"),
+                Reply::Integer(1),
+            )])])),
+        ));
+        let error = parse_status(&Reply::Map(broken)).unwrap_err();
+        assert!(error.contains("voter"), "{error}");
     }
 
     #[test]

@@ -20,6 +20,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a status query may take.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(300);
 
+/// How far behind the leader a voter of a settled cluster may be, in entries.
+const SETTLED_LAG_ENTRIES_MAX: u64 = 256;
+
 /// The election timeout of every node: short, so that a fault shows within a second or two.
 pub const ELECTION_TIMEOUT_MS: u64 = 300;
 /// The lease's clock drift bound of every node (written out, so clock faults know it).
@@ -224,6 +227,55 @@ impl Cluster {
             }
         }
         best.map(|(_, leader)| leader)
+    }
+
+    /// Why the cluster is not settled, or `None` when it is: every running node answers and
+    /// says it is healthy (not degraded, not read-only), they agree on a leader, and that
+    /// leader hears every voter and finds none more than `SETTLED_LAG_ENTRIES_MAX` behind.
+    pub async fn unsettled(&self) -> Option<String> {
+        let mut best: Option<(u64, u64)> = None;
+        let mut statuses = BTreeMap::new();
+        for node in &self.nodes {
+            if node.child.is_none() || node.paused {
+                continue;
+            }
+            let Some(status) = status_of(&node.resp.to_string()).await else {
+                return Some(format!("node {} does not answer", node.id));
+            };
+            if let Some(reason) = &status.degraded {
+                return Some(format!("node {} is degraded: {reason}", node.id));
+            }
+            if let Some(leader) = status.leader
+                && best.is_none_or(|(term, _)| status.term > term)
+            {
+                best = Some((status.term, leader));
+            }
+            statuses.insert(node.id, status);
+        }
+        let Some((_, leader)) = best else {
+            return Some("no node knows a leader".into());
+        };
+        let Some(status) = statuses
+            .get(&leader)
+            .filter(|status| status.role == "leader")
+        else {
+            return Some(format!(
+                "node {leader}, named leader, does not say it leads"
+            ));
+        };
+        let voters = status.followers.iter().filter(|follower| follower.voter);
+        for follower in voters {
+            if !follower.active {
+                return Some(format!("the leader has not heard voter {}", follower.node));
+            }
+            if follower.lag_entries > SETTLED_LAG_ENTRIES_MAX {
+                return Some(format!(
+                    "voter {} is {} entries behind the leader",
+                    follower.node, follower.lag_entries
+                ));
+            }
+        }
+        None
     }
 
     /// Waits until some node reports a leader.

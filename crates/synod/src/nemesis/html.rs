@@ -280,7 +280,7 @@ fn fault_table(summary: &RunSummary<'_>, figures: &[FaultFigures]) -> String {
             "<tr><td>{}{}</td><td>{:.2}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{}</td></tr>",
             index + 1,
-            if figure.overlapped { "*" } else { "" },
+            report::fault_mark(record, figure),
             report::seconds(record.start),
             report::seconds(record.end),
             escape(&record.fault.to_string()),
@@ -288,7 +288,7 @@ fn fault_table(summary: &RunSummary<'_>, figures: &[FaultFigures]) -> String {
             report::availability_cell(figure.after),
             report::p99_cell(figure),
             report::recovery_cell(figure),
-            escape(&record.note)
+            escape(&report::fault_note(record))
         );
     }
     format!(

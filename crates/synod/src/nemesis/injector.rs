@@ -16,6 +16,10 @@ const WARM_UP: Duration = Duration::from_secs(2);
 /// How long a fault lasts: uniformly in [min, max] milliseconds.
 const FAULT_MS_MIN: u64 = 1_500;
 const FAULT_MS_MAX: u64 = 3_500;
+/// How long a fault that starts alone waits for the cluster to settle after the last
+/// heal (every node healthy, every voter caught up), and how often it looks.
+pub(super) const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
+const SETTLE_POLL: Duration = Duration::from_millis(100);
 /// The pause between the heal of the last fault in force and the next fault.
 const GAP_MS_MIN: u64 = 800;
 const GAP_MS_MAX: u64 = 2_000;
@@ -44,6 +48,9 @@ struct Active {
     start: u64,
     heal_at: Instant,
     note: String,
+    /// Why the cluster had not settled when this fault started alone (`None`: it had, or
+    /// the fault overlaps another on purpose).
+    unsettled: Option<String>,
     /// A flapping partition's next turn: when, and whether its links go down then.
     flap: Option<Flap>,
 }
@@ -128,6 +135,13 @@ impl Nemesis<'_> {
         active: &mut Vec<Active>,
         faults_end: Instant,
     ) -> anyhow::Result<Option<Instant>> {
+        // A fault alone starts on a settled cluster, so what it measures is its own effect
+        // and not the tail of the last one (a node still restarting its storage after a
+        // full disk, a voter still catching up after a pause).
+        let unsettled = match active.is_empty() {
+            true => self.wait_settled().await?,
+            false => None,
+        };
         let length = millis((FAULT_MS_MIN, FAULT_MS_MAX), &mut self.prng);
         if Instant::now() + length > faults_end || self.faults.len() >= FAULTS_MAX {
             return Ok(None);
@@ -181,11 +195,15 @@ impl Nemesis<'_> {
             }),
             _ => None,
         };
+        if let Some(reason) = &unsettled {
+            eprintln!("nemesis: started before the cluster settled: {reason}");
+        }
         active.push(Active {
             fault,
             start,
             heal_at,
             note,
+            unsettled,
             flap,
         });
         let overlap = self.args.overlap > 0.0
@@ -200,6 +218,22 @@ impl Nemesis<'_> {
             &mut self.prng,
         );
         Ok(Some(Instant::now() + delay))
+    }
+
+    /// Waits until the cluster is settled, at most `SETTLE_TIMEOUT`; returns why it is not
+    /// when it did not settle in time.
+    async fn wait_settled(&mut self) -> anyhow::Result<Option<String>> {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let polls_max = SETTLE_TIMEOUT.as_millis() / SETTLE_POLL.as_millis() + 1;
+        let mut reason = None;
+        for _ in 0..polls_max {
+            reason = self.cluster.unsettled().await;
+            if reason.is_none() || Instant::now() >= deadline {
+                break;
+            }
+            self.sleep_watching(Instant::now() + SETTLE_POLL).await?;
+        }
+        Ok(reason)
     }
 
     fn flap_interval(&mut self) -> Duration {
@@ -255,6 +289,7 @@ impl Nemesis<'_> {
             fault,
             start,
             mut note,
+            unsettled,
             ..
         } = active;
         let healed = match &fault {
@@ -280,6 +315,7 @@ impl Nemesis<'_> {
             start,
             end,
             note,
+            unsettled,
         });
         Ok(())
     }
