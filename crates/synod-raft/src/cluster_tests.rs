@@ -126,7 +126,7 @@ pub(crate) struct Cluster {
     pub(crate) nodes: BTreeMap<NodeId, Node>,
     config: RaftConfig,
     bootstrap: Membership,
-    network: VecDeque<Message>,
+    pub(crate) network: VecDeque<Message>,
     /// Directed links that drop everything.
     cut: BTreeSet<(NodeId, NodeId)>,
     pub(crate) prng: Prng,

@@ -12,7 +12,7 @@ use crate::types::EntryPayload;
 impl Raft {
     /// Starts an election: a pre-vote round first unless this is a leader transfer.
     pub(crate) fn campaign(&mut self, transfer: bool, out: &mut Outbox<Output>) {
-        if !self.membership.is_voter(self.id) {
+        if !self.may_campaign() {
             return;
         }
         self.stats.elections_started += 1;
@@ -25,6 +25,29 @@ impl Raft {
             return;
         }
         self.start_vote(transfer, out);
+    }
+
+    /// Whether this node may stand for election: it votes in its latest configuration, or
+    /// that configuration drops it but is not known to be committed and this node voted in
+    /// the one before. Then it may be the only node able to finish the change: a leader
+    /// that removed itself, restarted before the change committed, holds the entries the
+    /// remaining voters lack, and they cannot win without its vote, which it refuses to
+    /// a log less complete than its own. Votes are counted in the candidate's latest
+    /// configuration, which leaves it out; elected, it leads until the change commits and
+    /// then hands over, as any leader that removed itself.
+    pub(crate) fn may_campaign(&self) -> bool {
+        if self.membership.is_voter(self.id) {
+            return true;
+        }
+        if self.membership_index <= self.log.commit {
+            return false;
+        }
+        let before = LogIndex(self.membership_index.0.saturating_sub(1));
+        let previous = match self.log.membership_at_or_before(before) {
+            Some((_, membership)) => membership,
+            None => &self.membership_base,
+        };
+        previous.is_voter(self.id)
     }
 
     /// Raises the term and asks for votes. The candidate's own vote counts once its term and

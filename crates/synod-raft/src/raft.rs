@@ -332,7 +332,12 @@ impl Raft {
                     self.campaign(false, out);
                 }
             }
-            Role::Learner => {}
+            // A learner campaigns only to finish a change that dropped it (`may_campaign`).
+            Role::Learner => {
+                if self.may_campaign() && self.election_due() != ElectionDue::No {
+                    self.campaign(false, out);
+                }
+            }
         }
     }
 

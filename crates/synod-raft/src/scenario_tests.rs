@@ -179,6 +179,64 @@ fn a_removed_node_that_keeps_campaigning_does_not_disrupt() {
 }
 
 #[test]
+fn a_leader_that_removed_itself_and_restarted_finishes_the_change() {
+    // Checks the leader that removes itself and restarts after the joint configuration
+    // commits but before the remaining voter has the final one: it holds the only complete
+    // log, the remaining voter cannot win without its vote, so it campaigns outside its
+    // own configuration, commits the change and hands over.
+    let mut cluster = Cluster::new(3, config(), 12);
+    let leader = cluster.elect(100);
+    let gone = cluster.ids().into_iter().find(|id| *id != leader).unwrap();
+    cluster.change(leader, MembershipChange::Remove(gone));
+    for _ in 0..20 {
+        cluster.round();
+    }
+    cluster.set_alive(gone, false);
+    let leader = cluster.leader().unwrap();
+    let voters = cluster.nodes[&leader].raft.membership().voters.clone();
+    assert_eq!(voters.len(), 2, "{voters:?}");
+    let stays = *voters.iter().find(|id| **id != leader).unwrap();
+    cluster.change(leader, MembershipChange::Remove(leader));
+    // Step by step until the leader has left the joint configuration (the final one is
+    // in its log), then cut it off before the final configuration reaches the other voter.
+    let mut cut = false;
+    for _ in 0..200 {
+        for id in cluster.ids() {
+            cluster.tick(id);
+            cluster.sync_all(id);
+        }
+        while !cluster.network.is_empty() {
+            cluster.deliver_at(0);
+            let membership = cluster.nodes[&leader].raft.membership();
+            if !membership.is_joint() && membership.voters == [stays] {
+                cluster.cut_link(leader, stays);
+                cut = true;
+                break;
+            }
+        }
+        if cut {
+            break;
+        }
+    }
+    assert!(cut, "the leader never reached the final configuration");
+    cluster.sync_all(leader);
+    cluster.crash_and_restart(leader);
+    // What the leader sent before its crash is lost on the cut link.
+    cluster.deliver_all();
+    cluster.heal();
+    assert!(cluster.nodes[&stays].raft.membership().is_joint());
+    for _ in 0..100 {
+        cluster.round();
+    }
+    assert_eq!(cluster.leader(), Some(stays), "the remaining voter leads");
+    let membership = cluster.nodes[&stays].raft.membership();
+    assert!(
+        !membership.is_joint() && membership.voters == [stays],
+        "{membership:?}"
+    );
+}
+
+#[test]
 fn restart_with_a_torn_log_tail_loses_nothing_acknowledged() {
     // Checks crashes with lost and torn unsynced writes never lose a committed entry.
     let mut cluster = Cluster::new(3, config(), 7);

@@ -369,13 +369,30 @@ impl Simulation {
         self.core.queue.push(at, Event::ClockSync);
     }
 
-    /// Ends the safety phase: heals a random majority core and starts the liveness clock.
+    /// Ends the safety phase: heals a random majority core, grown until it holds a majority
+    /// of each of the scenario's quorums, and starts the liveness clock.
     pub(crate) fn start_liveness(&mut self) {
         let now = self.core.now;
         let nodes_count = self.nodes.len();
-        let mut order: Vec<usize> = (0..nodes_count).collect();
-        self.core.prng.shuffle(&mut order);
-        order.truncate(nodes_count / 2 + 1);
+        let mut shuffled: Vec<usize> = (0..nodes_count).collect();
+        self.core.prng.shuffle(&mut shuffled);
+        let rest = shuffled.split_off(nodes_count / 2 + 1);
+        let mut order = shuffled;
+        let quorums = self.scenario.liveness_quorums();
+        for quorum in quorums {
+            let held = |order: &[usize]| {
+                let members = order.iter().map(|&index| node_id(index));
+                members.filter(|node| quorum.contains(node)).count()
+            };
+            for &index in &rest {
+                if held(&order) > quorum.len() / 2 {
+                    break;
+                }
+                if quorum.contains(&node_id(index)) && !order.contains(&index) {
+                    order.push(index);
+                }
+            }
+        }
         order.sort_unstable();
         let core_mask = order
             .iter()

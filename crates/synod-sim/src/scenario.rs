@@ -43,6 +43,12 @@ pub trait Scenario {
     fn panics_are_failures(&self) -> bool {
         true
     }
+    /// Node sets the healed core must hold a majority of, each, for the protocol to make
+    /// progress (a replicated log's voter sets that may be in force after membership
+    /// changes); called when the liveness phase starts. Empty: any majority of all nodes.
+    fn liveness_quorums(&self) -> Vec<Vec<NodeId>> {
+        Vec::new()
+    }
 }
 
 /// Whether a node's process is running.

@@ -44,7 +44,8 @@ use synod_node::client::ReadConsistency;
 use synod_node::raft_storage::RaftStorageConfig;
 use synod_node::replica::{ReplicaActor, ReplicaConfig};
 use synod_raft::{
-    Entry, EntryPayload, LeaderSuspicion, LeaseConfig, Raft, RaftConfig, RaftStats, Role,
+    Entry, EntryPayload, LeaderSuspicion, LeaseConfig, Membership, Raft, RaftConfig, RaftStats,
+    Role,
 };
 
 use super::raft_client::{
@@ -169,6 +170,9 @@ struct NodeTrack {
     leader_term_checked: Option<Term>,
     /// The engine's counters as last seen, folded into the totals at the next incarnation.
     stats: RaftStats,
+    /// The configuration in this node's log as last seen (kept across its restarts: it
+    /// comes back from its disk).
+    membership: Option<Membership>,
 }
 
 /// The safety invariants over the replicas' live state.
@@ -225,6 +229,9 @@ impl Safety {
                 raft.applied_index(),
                 raft.commit_index()
             ));
+        }
+        if track.membership.as_ref() != Some(raft.membership()) {
+            track.membership = Some(raft.membership().clone());
         }
         self.check_commits(node, track, raft)?;
         if raft.role() == Role::Leader {
@@ -768,6 +775,7 @@ impl RaftScenario {
                 *track = NodeTrack {
                     incarnation: Some(incarnation),
                     replica: system.find("replica"),
+                    membership: track.membership.take(),
                     ..NodeTrack::default()
                 };
             }
@@ -917,6 +925,25 @@ impl RaftScenario {
 impl Scenario for RaftScenario {
     fn name(&self) -> &str {
         RAFT_SCENARIO
+    }
+
+    /// Every voter set in any replica's last seen configuration: the operator's membership
+    /// changes may have left, say, two voters of three nodes, and a core of a majority of
+    /// the nodes that holds only one of them cannot elect a leader.
+    fn liveness_quorums(&self) -> Vec<Vec<NodeId>> {
+        let mut quorums: Vec<Vec<NodeId>> = Vec::new();
+        let memberships = self
+            .tracks
+            .iter()
+            .filter_map(|track| track.membership.as_ref());
+        for membership in memberships {
+            for voters in [&membership.voters, &membership.voters_outgoing] {
+                if !voters.is_empty() && !quorums.contains(voters) {
+                    quorums.push(voters.clone());
+                }
+            }
+        }
+        quorums
     }
 
     fn nodes_count(&self) -> usize {
