@@ -261,7 +261,9 @@ impl Run {
         let result = runtime.block_on(open_loop(&self.endpoints, args, rate))?;
         let after = self.terms();
         let seconds = args.seconds as f64;
-        let accepted_rate = result.ok_count as f64 / seconds;
+        // Only answers within the offer count: with shedding off, requests queued during
+        // the overload are still answered for seconds after it.
+        let accepted_rate = result.in_window() as f64 / seconds;
         let p99 = result.latency.value_at_quantile(0.99);
         let term_changes: u64 = before
             .iter()
@@ -275,11 +277,13 @@ impl Run {
         let mode = if self.shedding { "on" } else { "off" };
         println!(
             "overload, shedding {mode}: accepted {accepted_rate:.0}/s = {:.0}% of peak; p99 \
-             of accepted {p99} us = {:.1}x unloaded; refused (BUSY) {}, other errors {}, \
-             unanswered {}, skipped by the generator's bound {}; term +{term_changes} \
+             of accepted {p99} us = {:.1}x unloaded; answered OK after the offer ended {}; \
+             refused (BUSY) {}, other errors {}, unanswered {}, skipped by the generator's \
+             bound {}; term +{term_changes} \
              (leader {:?} -> {:?}); peak RSS per node {:?} KiB",
             100.0 * accepted_rate / peak_rate.max(1.0),
             p99 as f64 / unloaded_p99_us as f64,
+            result.late_count,
             result.busy_count,
             result.error_count,
             result.unanswered_count,
@@ -321,6 +325,9 @@ struct Tally {
     /// Latencies of the requests answered OK, in microseconds.
     latency: Histogram<u64>,
     ok_count: u64,
+    /// Of those, answered after the offer ended (requests that had waited in queues); not
+    /// part of the accepted throughput.
+    late_count: u64,
     busy_count: u64,
     error_count: u64,
     unanswered_count: u64,
@@ -333,6 +340,7 @@ impl Tally {
         Tally {
             latency: Histogram::new_with_max(LATENCY_US_MAX, 3).expect("valid histogram bounds"),
             ok_count: 0,
+            late_count: 0,
             busy_count: 0,
             error_count: 0,
             unanswered_count: 0,
@@ -344,6 +352,7 @@ impl Tally {
     fn add(&mut self, other: Tally) {
         self.latency.add(&other.latency).expect("same bounds");
         self.ok_count += other.ok_count;
+        self.late_count += other.late_count;
         self.busy_count += other.busy_count;
         self.error_count += other.error_count;
         self.unanswered_count += other.unanswered_count;
@@ -368,11 +377,17 @@ impl Tally {
         }
     }
 
+    /// The OK answers that arrived while the load was offered.
+    fn in_window(&self) -> u64 {
+        self.ok_count - self.late_count
+    }
+
     fn json(&self, seconds: Duration) -> Json {
         let quantile = |q: f64| self.latency.value_at_quantile(q);
         json!({
             "ok": self.ok_count,
-            "ok_per_second": (self.ok_count as f64 / seconds.as_secs_f64()).round(),
+            "ok_late": self.late_count,
+            "ok_per_second": (self.in_window() as f64 / seconds.as_secs_f64()).round(),
             "busy": self.busy_count,
             "errors": self.error_count,
             "unanswered": self.unanswered_count,
@@ -528,6 +543,9 @@ async fn open_loop_connection(
             };
             let at = pending.pop_front().expect("not empty");
             tally.record(&reply, at.elapsed());
+            if Instant::now() > end && matches!(&reply, Reply::Simple(text) if text == "OK") {
+                tally.late_count += 1;
+            }
             while let Ok(at) = scheduled.try_recv() {
                 pending.push_back(at);
             }

@@ -229,9 +229,10 @@ impl Cluster {
         best.map(|(_, leader)| leader)
     }
 
-    /// Why the cluster is not settled, or `None` when it is: every running node answers and
-    /// says it is healthy (not degraded, not read-only), they agree on a leader, and that
-    /// leader hears every voter and finds none more than `SETTLED_LAG_ENTRIES_MAX` behind.
+    /// Why the cluster is not settled, or `None` when it is: every running node answers,
+    /// every member says it is healthy (not degraded, not read-only), the leader they
+    /// name leads, and it hears every voter and finds none more than
+    /// `SETTLED_LAG_ENTRIES_MAX` behind.
     pub async fn unsettled(&self) -> Option<String> {
         let mut best: Option<(u64, u64)> = None;
         let mut statuses = BTreeMap::new();
@@ -242,9 +243,6 @@ impl Cluster {
             let Some(status) = status_of(&node.resp.to_string()).await else {
                 return Some(format!("node {} does not answer", node.id));
             };
-            if let Some(reason) = &status.degraded {
-                return Some(format!("node {} is degraded: {reason}", node.id));
-            }
             if let Some(leader) = status.leader
                 && best.is_none_or(|(term, _)| status.term > term)
             {
@@ -263,6 +261,15 @@ impl Cluster {
                 "node {leader}, named leader, does not say it leads"
             ));
         };
+        // A spare outside the configuration hears no leader and says so; members (the
+        // leader and the followers it replicates to) may not.
+        for (id, member) in &statuses {
+            let is_member =
+                *id == leader || status.followers.iter().any(|follower| follower.node == *id);
+            if let (true, Some(reason)) = (is_member, &member.degraded) {
+                return Some(format!("node {id} is degraded: {reason}"));
+            }
+        }
         let voters = status.followers.iter().filter(|follower| follower.voter);
         for follower in voters {
             if !follower.active {
