@@ -61,6 +61,19 @@ pub(crate) struct DiskCounters {
     /// An injected slow disk: microseconds each file or directory sync waits before it
     /// runs (0: none). Set only through [`crate::NodeHandle::set_disk_faults`].
     pub(crate) sync_delay_us: AtomicU64,
+    /// An injected failing disk: every write, sync, truncation, removal and rename fails
+    /// with an IO error, as a dying or full device fails them. Set only through
+    /// [`crate::NodeHandle::set_disk_faults`].
+    pub(crate) failing: std::sync::atomic::AtomicBool,
+}
+
+/// The disk faults a node may be given at run time (`[faults] disk`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskFaultSettings {
+    /// Every file and directory sync waits this long first (a slow disk; zero: none).
+    pub sync_delay: synod_core::Duration,
+    /// Every operation that changes the disk fails (a failing disk).
+    pub failing: bool,
 }
 
 /// The longest injected sync delay a node accepts.
@@ -115,6 +128,26 @@ pub(crate) fn start_disk_thread(
         })
 }
 
+/// The error an injected failing disk gives `op`: every operation that changes the disk
+/// fails; reads, lengths and listings still work, as on a device that went bad for writes.
+fn injected_failure(op: &DiskOp, failing: bool) -> Option<synod_core::disk::DiskError> {
+    let (name, path) = match op {
+        _ if !failing => return None,
+        DiskOp::Write { path, .. } => ("write", path.as_str()),
+        DiskOp::Sync { path } => ("sync", path.as_str()),
+        DiskOp::SetLen { path, .. } => ("set_len", path.as_str()),
+        DiskOp::Remove { path } => ("remove", path.as_str()),
+        DiskOp::Rename { from, .. } => ("rename", from.as_str()),
+        DiskOp::SyncDir => ("sync_dir", "."),
+        DiskOp::Read { .. } | DiskOp::Len { .. } | DiskOp::List => return None,
+    };
+    Some(synod_core::disk::DiskError::Io {
+        op: name,
+        path: path.to_string(),
+        message: "input/output error (an injected failing disk: POST /faults/disk)".into(),
+    })
+}
+
 /// The IO thread's loop, driven by requests; it ends when the node drops its sender.
 fn serve_requests(parts: DiskThreadParts) {
     let DiskThreadParts {
@@ -136,7 +169,11 @@ fn serve_requests(parts: DiskThreadParts) {
                 std::thread::sleep(std::time::Duration::from_micros(delay_us));
             }
         }
-        let result = storage.execute(&op);
+        let failing = counters.failing.load(std::sync::atomic::Ordering::Relaxed);
+        let result = match injected_failure(&op, failing) {
+            Some(error) => Err(error),
+            None => storage.execute(&op),
+        };
         add(&counters.operations, 1);
         match (&op, &result) {
             (_, Err(_)) => add(&counters.errors, 1),

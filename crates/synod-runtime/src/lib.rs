@@ -52,7 +52,7 @@ mod wiring;
 pub use bench::{BENCH_CHAIN_LENGTH_MAX, BENCH_WINDOW, ChainReport, bench_actor_chain};
 pub use clock::{CLOCK_DRIFT_PPM_MAX, CLOCK_OFFSET_MS_MAX, ClockFaultSettings};
 pub use config::{NodeRuntimeConfig, peer_breaker_default};
-pub use disk::{DISK_SYNC_DELAY_MAX, DiskStats, LOCK_FILE_NAME};
+pub use disk::{DISK_SYNC_DELAY_MAX, DiskFaultSettings, DiskStats, LOCK_FILE_NAME};
 pub use endpoint::{Endpoint, EndpointSendError, EndpointSender};
 pub use error::RuntimeError;
 pub use node::{InjectError, Injection, NodeHandle, NodeReport, NodeRuntime, run_node};

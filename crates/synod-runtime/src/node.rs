@@ -147,33 +147,34 @@ impl NodeHandle {
         self.clock.set_faults(settings)
     }
 
-    /// Makes every file and directory sync of this node wait `sync_delay` first (a slow
-    /// disk; zero: none). Refused unless the node was configured with `disk_faults`, or
-    /// beyond [`crate::DISK_SYNC_DELAY_MAX`].
-    pub fn set_disk_faults(&self, sync_delay: synod_core::Duration) -> Result<(), String> {
+    /// Sets this node's injected disk faults: a sync delay (a slow disk; zero: none) and a
+    /// failing disk. Refused unless the node was configured with `disk_faults`, or beyond
+    /// [`crate::DISK_SYNC_DELAY_MAX`].
+    pub fn set_disk_faults(&self, settings: crate::DiskFaultSettings) -> Result<(), String> {
         if !self.disk_faults {
             return Err("disk faults are disabled on this node".to_string());
         }
+        let sync_delay = settings.sync_delay;
         if sync_delay > crate::DISK_SYNC_DELAY_MAX {
             return Err(format!(
                 "a sync delay of {sync_delay} exceeds the most a node accepts ({})",
                 crate::DISK_SYNC_DELAY_MAX
             ));
         }
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
         self.disk
             .sync_delay_us
-            .store(sync_delay.as_micros(), std::sync::atomic::Ordering::Relaxed);
+            .store(sync_delay.as_micros(), relaxed);
+        self.disk.failing.store(settings.failing, relaxed);
         Ok(())
     }
 
-    /// The injected sync delay in force (`None`: this node does not allow disk faults).
-    pub fn disk_faults(&self) -> Option<synod_core::Duration> {
-        self.disk_faults.then(|| {
-            synod_core::Duration::from_micros(
-                self.disk
-                    .sync_delay_us
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            )
+    /// The injected disk faults in force (`None`: this node does not allow disk faults).
+    pub fn disk_faults(&self) -> Option<crate::DiskFaultSettings> {
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        self.disk_faults.then(|| crate::DiskFaultSettings {
+            sync_delay: synod_core::Duration::from_micros(self.disk.sync_delay_us.load(relaxed)),
+            failing: self.disk.failing.load(relaxed),
         })
     }
 

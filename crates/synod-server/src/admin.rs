@@ -299,6 +299,9 @@ fn fault_answer<T: Serialize>(result: Result<T, String>) -> Response {
 #[serde(deny_unknown_fields)]
 pub struct DiskFaults {
     pub sync_delay_ms: u64,
+    /// Every write, sync, truncation, removal and rename fails with an IO error.
+    #[serde(default)]
+    pub failing: bool,
 }
 
 /// What a node without disk faults answers.

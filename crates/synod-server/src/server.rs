@@ -751,8 +751,9 @@ impl AdminBackend for NodeSource {
 
     async fn disk_faults(&self) -> Result<DiskFaults, String> {
         match self.handle.disk_faults() {
-            Some(delay) => Ok(DiskFaults {
-                sync_delay_ms: delay.as_millis(),
+            Some(settings) => Ok(DiskFaults {
+                sync_delay_ms: settings.sync_delay.as_millis(),
+                failing: settings.failing,
             }),
             None => Err(DISK_FAULTS_DISABLED.to_string()),
         }
@@ -762,13 +763,16 @@ impl AdminBackend for NodeSource {
         if self.handle.disk_faults().is_none() {
             return Err(DISK_FAULTS_DISABLED.to_string());
         }
-        let delay = synod_core::Duration::from_millis(faults.sync_delay_ms);
+        let settings = synod_runtime::DiskFaultSettings {
+            sync_delay: synod_core::Duration::from_millis(faults.sync_delay_ms),
+            failing: faults.failing,
+        };
         self.handle
-            .set_disk_faults(delay)
+            .set_disk_faults(settings)
             .map_err(|problem| format!("sync_delay_ms: {problem}"))?;
         eprintln!(
-            "synod node {}: disk faults set: sync delay {} ms",
-            self.info.node, faults.sync_delay_ms
+            "synod node {}: disk faults set: sync delay {} ms, failing {}",
+            self.info.node, faults.sync_delay_ms, faults.failing
         );
         Ok(faults)
     }

@@ -312,7 +312,10 @@ async fn disk_faults_are_refused_unless_the_config_allows_them() {
     let (code, body) = http(node.http, "POST", "/faults/disk", r#"{"sync_delay_ms":50}"#).await;
     assert_eq!(code, 200, "{body}");
     let (code, body) = http(node.http, "GET", "/faults/disk", "").await;
-    assert_eq!((code, body.as_str()), (200, r#"{"sync_delay_ms":50}"#));
+    assert_eq!(
+        (code, body.as_str()),
+        (200, r#"{"sync_delay_ms":50,"failing":false}"#)
+    );
     let mut conn = Conn::open(node.resp).await.expect("connect");
     assert_eq!(conn.call(&[b"SET", b"slow", b"disk"]).await, Some(ok()));
     assert_eq!(
@@ -332,5 +335,70 @@ async fn disk_faults_are_refused_unless_the_config_allows_them() {
     assert!(body.contains("sync_delay_ms"), "{body}");
     let (code, body) = http(node.http, "POST", "/faults/disk", r#"{"sync_delay_ms":0}"#).await;
     assert_eq!(code, 200, "{body}");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_disk_makes_the_node_read_only_until_it_recovers() {
+    // Checks graceful degradation on a failing disk (every write and sync fails): the node
+    // stays up, refuses writes with READONLY naming the disk, says so in SYNOD.STATUS,
+    // still serves stale reads of acknowledged data, and takes writes again once the disk
+    // heals, with nothing acknowledged lost.
+    let node = start("[faults]\ndisk = true").await;
+    let mut conn = Conn::open(node.resp).await.expect("connect");
+    assert_eq!(conn.call(&[b"SET", b"kept", b"before"]).await, Some(ok()));
+    let failing = r#"{"sync_delay_ms":0,"failing":true}"#;
+    let (code, body) = http(node.http, "POST", "/faults/disk", failing).await;
+    assert_eq!(code, 200, "{body}");
+    // The first write after the failure may be the one that meets it (its outcome is then
+    // unknown); the next ones are refused as read-only. Bounded: 100 tries.
+    let mut refusal = None;
+    for attempt in 0..100u32 {
+        let value = attempt.to_string();
+        match conn.call(&[b"SET", b"during", value.as_bytes()]).await {
+            Some(Reply::Error(text)) if text.starts_with("READONLY") => {
+                refusal = Some(text);
+                break;
+            }
+            Some(Reply::Error(text)) => assert!(text.contains("disk"), "{text}"),
+            other => assert_ne!(other, None, "the node stopped answering"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refusal = refusal.expect("writes were never refused as read-only");
+    assert!(refusal.contains("disk"), "{refusal}");
+    let status = format!("{:?}", conn.call(&[b"SYNOD.STATUS"]).await);
+    assert!(status.contains("disk full or failing"), "{status}");
+    assert_eq!(
+        conn.call(&[b"SYNOD.READ-LEVEL", b"stale"]).await,
+        Some(ok())
+    );
+    assert_eq!(
+        conn.call(&[b"GET", b"kept"]).await,
+        Some(Reply::Bulk(Some("before".into())))
+    );
+    let healed = r#"{"sync_delay_ms":0,"failing":false}"#;
+    let (code, body) = http(node.http, "POST", "/faults/disk", healed).await;
+    assert_eq!(code, 200, "{body}");
+    // The replica retries its storage every few seconds: bounded by 15 s of tries.
+    let mut written = false;
+    for _ in 0..300 {
+        if conn.call(&[b"SET", b"after", b"healed"]).await == Some(ok()) {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(written, "writes did not resume after the disk healed");
+    assert_eq!(
+        conn.call(&[b"SYNOD.READ-LEVEL", b"linearizable"]).await,
+        Some(ok())
+    );
+    for (key, value) in [(&b"kept"[..], "before"), (b"after", "healed")] {
+        assert_eq!(
+            conn.call(&[b"GET", key]).await,
+            Some(Reply::Bulk(Some(value.into())))
+        );
+    }
     node.stop().await;
 }
