@@ -40,6 +40,7 @@ fn kind_fill(kind: Kind) -> &'static str {
         Kind::Membership => "#3c9a3c",
         Kind::Disk => "#7a5a3a",
         Kind::SlowDisk => "#b08a5a",
+        Kind::FailingDisk => "#5a3a1a",
     }
 }
 

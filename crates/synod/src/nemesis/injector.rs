@@ -279,7 +279,8 @@ impl Nemesis<'_> {
             }
             Fault::Membership(change) => self.change_membership(*change).await,
             Fault::Disk { node } => self.fill_disk(*node).await,
-            Fault::SlowDisk { node, delay_ms, .. } => self.set_sync_delay(*node, *delay_ms).await,
+            Fault::SlowDisk { node, delay_ms, .. } => self.set_disk(*node, *delay_ms, false).await,
+            Fault::FailingDisk { node, .. } => self.set_disk(*node, 0, true).await,
         })
     }
 
@@ -300,7 +301,9 @@ impl Nemesis<'_> {
             Fault::Clock(ClockFault { node, .. }) => self.set_clock(*node, 0, 0).await,
             Fault::Membership(_) => String::new(),
             Fault::Disk { node } => self.empty_disk(*node).await,
-            Fault::SlowDisk { node, .. } => self.set_sync_delay(*node, 0).await,
+            Fault::SlowDisk { node, .. } | Fault::FailingDisk { node, .. } => {
+                self.set_disk(*node, 0, false).await
+            }
         };
         if !healed.is_empty() {
             note = match note.is_empty() {
@@ -333,9 +336,9 @@ impl Nemesis<'_> {
                 self.set_clock(node, 0, 0).await;
             }
         }
-        if self.kinds.contains(&Kind::SlowDisk) {
+        if self.kinds.contains(&Kind::SlowDisk) || self.kinds.contains(&Kind::FailingDisk) {
             for node in self.node_ids() {
-                self.set_sync_delay(node, 0).await;
+                self.set_disk(node, 0, false).await;
             }
         }
         if let Some((_, mount)) = &self.disk
@@ -356,13 +359,14 @@ impl Nemesis<'_> {
         }
     }
 
-    /// Sets node `node`'s sync delay; answers "" when it took it, else why not.
-    async fn set_sync_delay(&self, node: u64, delay_ms: u64) -> String {
-        let body = format!("{{\"sync_delay_ms\":{delay_ms}}}");
+    /// Sets node `node`'s disk faults (a sync delay, a failing disk); answers "" when it
+    /// took them, else why not.
+    async fn set_disk(&self, node: u64, delay_ms: u64, failing: bool) -> String {
+        let body = format!("{{\"sync_delay_ms\":{delay_ms},\"failing\":{failing}}}");
         match admin::request(self.http_of(node), "POST", "/faults/disk", &body).await {
             Ok(answer) if answer.ok() => String::new(),
-            Ok(answer) => format!("node {node} refused the slow disk: {}", answer.message()),
-            Err(error) => format!("slow disk not set on node {node}: {error}"),
+            Ok(answer) => format!("node {node} refused the disk fault: {}", answer.message()),
+            Err(error) => format!("disk fault not set on node {node}: {error}"),
         }
     }
 

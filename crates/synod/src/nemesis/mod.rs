@@ -56,8 +56,8 @@ pub struct NemesisArgs {
     #[arg(long, default_value_t = 60)]
     pub seconds: u64,
     /// The kinds of fault to inject (comma-separated): kill, pause, partition, clock,
-    /// membership, disk (a full disk, root only), slow-disk, or all (every kind this machine
-    /// allows).
+    /// membership, disk (a full disk, root only), slow-disk, failing-disk, or all (every
+    /// kind this machine allows).
     #[arg(
         long,
         value_parser = schedule::parse_selection,

@@ -52,10 +52,12 @@ pub enum Kind {
     Disk,
     /// A node's disk syncs are slowed (POST /faults/disk).
     SlowDisk,
+    /// A node's disk fails: every write and sync errors (POST /faults/disk).
+    FailingDisk,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Kill,
         Kind::Pause,
         Kind::Partition,
@@ -63,6 +65,7 @@ impl Kind {
         Kind::Membership,
         Kind::Disk,
         Kind::SlowDisk,
+        Kind::FailingDisk,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +77,7 @@ impl Kind {
             Kind::Membership => "membership",
             Kind::Disk => "disk",
             Kind::SlowDisk => "slow-disk",
+            Kind::FailingDisk => "failing-disk",
         }
     }
 }
@@ -95,7 +99,7 @@ pub fn parse_selection(text: &str) -> Result<Selection, String> {
         .map_err(|_| {
             format!(
                 "unknown fault kind '{text}': use kill, pause, partition, clock, membership, \
-                 disk, slow-disk or all"
+                 disk, slow-disk, failing-disk or all"
             )
         })
 }
@@ -199,6 +203,11 @@ pub enum Fault {
         leader: bool,
         delay_ms: u64,
     },
+    /// Every write and sync of node `node`'s disk fails; healed by clearing the fault.
+    FailingDisk {
+        node: u64,
+        leader: bool,
+    },
 }
 
 impl Fault {
@@ -213,6 +222,7 @@ impl Fault {
             Fault::Membership(_) => Kind::Membership,
             Fault::Disk { .. } => Kind::Disk,
             Fault::SlowDisk { .. } => Kind::SlowDisk,
+            Fault::FailingDisk { .. } => Kind::FailingDisk,
         }
     }
 
@@ -223,6 +233,7 @@ impl Fault {
             | Fault::Basic(faults::Fault::Pause { node, .. })
             | Fault::Clock(ClockFault { node, .. })
             | Fault::SlowDisk { node, .. }
+            | Fault::FailingDisk { node, .. }
             | Fault::Disk { node } => vec![*node],
             Fault::Basic(faults::Fault::Partition { links, .. }) => {
                 links.iter().flat_map(|&(from, to)| [from, to]).collect()
@@ -252,6 +263,7 @@ impl Fault {
         match self {
             Fault::Basic(faults::Fault::Kill { node, .. })
             | Fault::Basic(faults::Fault::Pause { node, .. })
+            | Fault::FailingDisk { node, .. }
             | Fault::Disk { node } => Some(*node),
             _ => None,
         }
@@ -301,6 +313,11 @@ impl fmt::Display for Fault {
             } => write!(
                 formatter,
                 "slow disk on node {node}{}: every sync waits {delay_ms} ms",
+                if *leader { " (the leader)" } else { "" }
+            ),
+            Fault::FailingDisk { node, leader } => write!(
+                formatter,
+                "failing disk on node {node}{}: every write and sync fails",
                 if *leader { " (the leader)" } else { "" }
             ),
         }
@@ -379,6 +396,14 @@ pub fn plan(kind: Kind, view: &View<'_>, active: &[Fault], prng: &mut Prng) -> O
         ))),
         Kind::Clock => plan_clock(view, &busy, prng),
         Kind::SlowDisk => plan_slow_disk(view, &busy, prng),
+        // A failing disk leaves its node unable to write: it takes a voter down.
+        Kind::FailingDisk if !view.may_take_down_voter(&busy, alone) => None,
+        Kind::FailingDisk => {
+            pick_untouched_voter(view, &busy, prng).map(|node| Fault::FailingDisk {
+                node,
+                leader: Some(node) == view.leader,
+            })
+        }
         Kind::Membership if busy.membership => None,
         Kind::Membership => plan_membership(view, &busy, prng).map(Fault::Membership),
         Kind::Disk => {
@@ -621,14 +646,23 @@ mod tests {
     #[test]
     fn overlapping_faults_leave_a_majority_of_voters_running() {
         // Checks the overlap bounds: with 3 voters and one killed no second voter goes down
-        // (kill, pause, full disk), while a clock fault or partition may still start; with
+        // (kill, pause, full or failing disk), while a clock fault or partition may still
+        // start; a failing disk counts as a voter down, and alone it may hit any voter; with
         // 5 voters and one killed a second kill spares the killed node; at most two faults.
         let mut three = view(&VOTERS_3, &[], &VOTERS_3);
         three.disk_node = Some(3);
         let killed = [kill(2)];
-        for kind in [Kind::Kill, Kind::Pause, Kind::Disk] {
+        for kind in [Kind::Kill, Kind::Pause, Kind::Disk, Kind::FailingDisk] {
             assert!(outcomes(kind, &three, &killed, 100).is_empty(), "{kind:?}");
         }
+        // A failing disk takes its voter down: beside it, no second voter goes down.
+        let failing = [Fault::FailingDisk {
+            node: 2,
+            leader: false,
+        }];
+        assert!(outcomes(Kind::Kill, &three, &failing, 100).is_empty());
+        let alone = outcomes(Kind::FailingDisk, &three, &[], 200);
+        assert_eq!(targets(&alone), BTreeSet::from([1, 2, 3]));
         let clocks = outcomes(Kind::Clock, &three, &killed, 200);
         assert_eq!(targets(&clocks), BTreeSet::from([1, 3]));
         assert!(!outcomes(Kind::Partition, &three, &killed, 20).is_empty());
