@@ -635,9 +635,12 @@ impl Problem {
     }
 }
 
-/// Whether an error reply says the cluster knows no leader now.
+/// Whether an error reply says this node cannot take the request now but another may, and
+/// the request was certainly not applied: the cluster knows no leader (`TRYAGAIN`), or this
+/// node's disk is full or failing (`READONLY`: its Raft is stopped, the others elect a
+/// leader without it).
 pub fn is_try_again(message: &str) -> bool {
-    message.starts_with("TRYAGAIN")
+    message.starts_with("TRYAGAIN") || message.starts_with("READONLY")
 }
 
 /// Whether an error reply to a write says the write may have taken effect (a timeout, a
@@ -765,8 +768,11 @@ mod tests {
 
     #[test]
     fn try_again_is_recognised() {
-        // Checks which error replies count as "no leader, retry".
+        // Checks which error replies count as "not here, not applied: find the leader and
+        // retry": no leader known, or a read-only node.
         assert!(is_try_again("TRYAGAIN no leader known"));
+        assert!(is_try_again("READONLY disk full or failing: ..."));
         assert!(!is_try_again("ERR wrong number of arguments"));
+        assert!(!is_try_again("BUSY synod is overloaded"));
     }
 }

@@ -55,10 +55,12 @@ pub enum ClientError {
     /// The server answered with an error reply (`-ERR ...`, `-WRONGTYPE ...`).
     #[error("{address} answered with an error: {message}")]
     Server { address: String, message: String },
-    /// The cluster has no leader it knows of right now (`-TRYAGAIN`); retry after a pause.
+    /// The node cannot take the request now and did not apply it: the cluster has no
+    /// leader it knows of (`-TRYAGAIN`), or the node's disk is full or failing
+    /// (`-READONLY`); retry after a pause, through the leader found again.
     #[error(
-        "{address} knows no leader right now ({message}); an election is probably running: \
-         retry in a moment"
+        "{address} cannot take the request now ({message}): an election is probably running \
+         or this node's disk failed; retry in a moment"
     )]
     TryAgain { address: String, message: String },
     #[error("{command}: unexpected reply from {address}: {reply}")]

@@ -456,6 +456,15 @@ fn sample_of(system: &System, info: &NodeInfo, connections: u64, with_lag: bool)
         .find("replica")
         .and_then(|id| system.actor::<ReplicaActor>(id))
         .and_then(|replica| replica.storage_failure().map(str::to_string));
+    if storage_failure.is_some() {
+        // Raft stops while the storage is latched: the role and leader it last had are not
+        // true any more, and a client that believed "leader" would keep sending writes here.
+        let status = &mut sample.status;
+        status.role = "starting".into();
+        status.leader = None;
+        status.followers.clear();
+        status.leader_contact_ms = None;
+    }
     sample.health = crate::health::assess(
         &sample.status,
         info.degraded_after_ms,

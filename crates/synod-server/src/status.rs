@@ -66,7 +66,7 @@ pub struct NodeStatus {
     pub node: u64,
     pub cluster_id: u64,
     /// `"leader"`, `"follower"`, `"candidate"`, `"learner"`, or `"starting"` before the log
-    /// has been recovered.
+    /// has been recovered (and while the storage is read-only: Raft is stopped then).
     pub role: String,
     pub term: u64,
     pub leader: Option<u64>,
