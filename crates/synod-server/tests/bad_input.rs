@@ -341,7 +341,8 @@ async fn disk_faults_are_refused_unless_the_config_allows_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_disk_makes_the_node_read_only_until_it_recovers() {
     // Checks graceful degradation on a failing disk (every write and sync fails): the node
-    // stays up, refuses writes with READONLY naming the disk, says so in SYNOD.STATUS,
+    // stays up, refuses writes with READONLY naming the disk, says so in SYNOD.STATUS (and
+    // no longer says it leads),
     // still serves stale reads of acknowledged data, and takes writes again once the disk
     // heals, with nothing acknowledged lost.
     let node = start("[faults]\ndisk = true").await;
@@ -369,6 +370,8 @@ async fn a_failing_disk_makes_the_node_read_only_until_it_recovers() {
     assert!(refusal.contains("disk"), "{refusal}");
     let status = format!("{:?}", conn.call(&[b"SYNOD.STATUS"]).await);
     assert!(status.contains("disk full or failing"), "{status}");
+    // Its Raft is stopped: it no longer says it leads, so clients look for the leader.
+    assert!(status.contains("\"starting\""), "{status}");
     assert_eq!(
         conn.call(&[b"SYNOD.READ-LEVEL", b"stale"]).await,
         Some(ok())
