@@ -58,13 +58,7 @@ impl ClusterStatus {
 /// `Err` names what is missing or malformed.
 pub fn parse_status(reply: &Reply) -> Result<ClusterStatus, String> {
     let fields = fields(reply).ok_or("the reply is not a map or a flat array of fields")?;
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| *value)
-            .ok_or(format!("field {name:?} is missing"))
-    };
+    let field = |name: &str| named(&fields, name).ok_or(format!("field {name:?} is missing"));
     let integer =
         |name: &str| as_integer(field(name)?).ok_or(format!("field {name:?} is not an integer"));
     let members_reply = field("members")?;
@@ -104,12 +98,7 @@ pub fn parse_status(reply: &Reply) -> Result<ClusterStatus, String> {
 
 fn parse_follower(reply: &Reply) -> Result<FollowerProgress, String> {
     let fields = fields(reply).ok_or("a follower is not a map or a flat array of fields")?;
-    let field = |name: &str| {
-        fields
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| *value)
-    };
+    let field = |name: &str| named(&fields, name);
     let integer = |name: &str| {
         field(name).and_then(as_integer).ok_or(format!(
             "a follower's {name:?} is missing or not an integer"
@@ -133,22 +122,26 @@ fn parse_follower(reply: &Reply) -> Result<FollowerProgress, String> {
 fn parse_member(reply: &Reply) -> Result<MemberAddress, String> {
     let fields = fields(reply).ok_or("a member is not a map or a flat array of fields")?;
     let text = |name: &str| {
-        fields
-            .iter()
-            .find(|(key, _)| key == name)
-            .and_then(|(_, value)| as_text(value))
+        named(&fields, name)
+            .and_then(as_text)
             .ok_or(format!("a member's {name:?} is missing or not a string"))
     };
-    let node = fields
-        .iter()
-        .find(|(key, _)| key == "node")
-        .and_then(|(_, value)| as_integer(value))
+    let node = named(&fields, "node")
+        .and_then(as_integer)
         .ok_or("a member's \"node\" is missing or not an integer")?;
     Ok(MemberAddress {
         node,
         resp_address: text("resp_address")?,
         http_address: text("http_address").unwrap_or_default(),
     })
+}
+
+/// The value of the field `name` among `fields`.
+fn named<'a>(fields: &[(String, &'a Reply)], name: &str) -> Option<&'a Reply> {
+    fields
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| *value)
 }
 
 /// The (name, value) pairs of a map, or of a flat array that alternates names and values.
