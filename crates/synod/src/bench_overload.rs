@@ -7,17 +7,18 @@
 //! same shape that warms the young cluster up), the peak throughput (the best of closed loops
 //! with more and more clients: at any latency, and within a latency objective of
 //! `--latency-factor` times the unloaded p99; `--peak` picks which), then offers `--factor`
-//! times that peak open-loop for `--seconds`: a fixed-rate generator over many connections, each with a
-//! bounded number of requests outstanding (a send due while the bound is reached is skipped
-//! and counted, so the generator's own memory stays bounded). Then it starts a second
-//! cluster with shedding on (the default), runs the unloaded closed loop on it first (the
-//! adaptive limit learns its baseline latency from it, as from normal traffic), and offers
-//! the same rate. For each overload run it prints the accepted throughput against the peak
-//! (answers that arrive after the offer ended are counted apart, not as throughput), the p99 of accepted requests against
-//! the unloaded p99 (latency from each request's scheduled send time, so the generator's
-//! own lag counts), refusals (`-BUSY`), other errors, the terms before and after (leader
-//! changes), and every node's peak RSS (VmHWM). Other `SYNOD_*` variables in the
-//! environment reach both clusters' servers (for example `SYNOD_RESILIENCE__LIMIT_MIN`).
+//! times that peak open-loop for `--seconds`: a fixed-rate generator over many connections,
+//! each with a bounded number of requests outstanding (a send due while the bound is reached
+//! is skipped and counted, so the generator's own memory stays bounded). Then it starts a
+//! second cluster with shedding on (the default), runs the unloaded closed loop on it first
+//! (the adaptive limit learns its baseline latency from it, as from normal traffic), and
+//! offers the same rate. For each overload run it prints the accepted throughput against the
+//! peak (answers that arrive after the offer ended are counted apart, not as throughput), the
+//! p99 of accepted requests against the unloaded p99 (latency from each request's scheduled
+//! send time, so the generator's own lag counts), refusals (`-BUSY`), other errors, the terms
+//! before and after (leader changes), and every node's peak RSS (VmHWM). Other `SYNOD_*`
+//! variables in the environment reach both clusters' servers (for example
+//! `SYNOD_RESILIENCE__LIMIT_MIN`).
 //!
 //! These are measurements printed as numbers; nothing here asserts a timing.
 
