@@ -76,6 +76,11 @@ pub struct OverloadArgs {
     /// Requests the generator keeps outstanding at most, over all its connections.
     #[arg(long, default_value_t = 16_384)]
     pub outstanding_max: usize,
+    /// Run the clusters' processes on CPU 0 and this load generator on the other CPUs
+    /// (Linux `taskset`), so that the generator's own sends and reads do not take the CPU
+    /// the cluster serves with, as when clients run on other machines. Needs 2 CPUs.
+    #[arg(long)]
+    pub pin: bool,
     #[arg(long, default_value_t = 10_000)]
     pub keys: u64,
     #[arg(long, default_value_t = 64)]
@@ -117,6 +122,9 @@ pub fn run(args: &OverloadArgs) -> Result<ExitCode> {
     }
     let exe = std::env::current_exe().context("cannot find the synod binary")?;
     let runtime = crate::server::tokio_runtime(4)?;
+    if args.pin {
+        pin_generator()?;
+    }
     let seconds = Duration::from_secs(args.seconds);
 
     // The unloaded latency and the peak are measured with shedding off, so that refusals do
@@ -248,11 +256,17 @@ impl Run {
             std::process::id(),
             if shedding { "on" } else { "off" }
         ));
-        let cluster = LabCluster::start(exe, args.nodes, args.base_port, dir, |command| {
-            command
-                .env("SYNOD_RESILIENCE__SHEDDING", shedding.to_string())
-                .stderr(Stdio::null());
-        })?;
+        let launcher: &[&str] = if args.pin {
+            &["taskset", "-c", "0"]
+        } else {
+            &[]
+        };
+        let cluster =
+            LabCluster::start_through(launcher, exe, args.nodes, args.base_port, dir, |command| {
+                command
+                    .env("SYNOD_RESILIENCE__SHEDDING", shedding.to_string())
+                    .stderr(Stdio::null());
+            })?;
         let address = |offset: u64, id: u64| {
             let port = u64::from(args.base_port) + offset + id;
             SocketAddr::from(([127, 0, 0, 1], port as u16))
@@ -379,6 +393,26 @@ impl Run {
         report["peak_rss_kib"] = json!(rss);
         Ok(report)
     }
+}
+
+/// Moves every thread of this process (the generator's runtime included) off CPU 0, which
+/// `--pin` leaves to the cluster.
+fn pin_generator() -> Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if cpus < 2 {
+        bail!("--pin needs at least 2 CPUs (this machine has {cpus})");
+    }
+    let others = format!("1-{}", cpus - 1);
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &others, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("--pin runs taskset (util-linux), which could not be started")?;
+    if !status.success() {
+        bail!("taskset could not pin the generator to CPUs {others} ({status})");
+    }
+    println!("pinned: the clusters on CPU 0, this generator on CPUs {others}");
+    Ok(())
 }
 
 /// One HTTP GET on loopback, its body as JSON.

@@ -126,8 +126,28 @@ impl LabCluster {
         dir: PathBuf,
         configure: impl FnOnce(&mut Command),
     ) -> anyhow::Result<LabCluster> {
+        LabCluster::start_through(&[], exe, nodes, base_port, dir, configure)
+    }
+
+    /// As `start`, with `synod up` run through `launcher` (a program and its arguments that
+    /// run the command after them, such as `taskset -c 0`); empty: run directly.
+    pub(crate) fn start_through(
+        launcher: &[&str],
+        exe: &Path,
+        nodes: u64,
+        base_port: u16,
+        dir: PathBuf,
+        configure: impl FnOnce(&mut Command),
+    ) -> anyhow::Result<LabCluster> {
         let _ = std::fs::remove_dir_all(&dir);
-        let mut command = Command::new(exe);
+        let mut command = match launcher.split_first() {
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
         command
             .args(["up", "--nodes", &nodes.to_string()])
             .args(["--base-port", &base_port.to_string()])
