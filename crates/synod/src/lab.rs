@@ -140,14 +140,7 @@ impl LabCluster {
         configure: impl FnOnce(&mut Command),
     ) -> anyhow::Result<LabCluster> {
         let _ = std::fs::remove_dir_all(&dir);
-        let mut command = match launcher.split_first() {
-            Some((program, arguments)) => {
-                let mut command = Command::new(program);
-                command.args(arguments).arg(exe);
-                command
-            }
-            None => Command::new(exe),
-        };
+        let mut command = crate::server::command_through(launcher, exe);
         command
             .args(["up", "--nodes", &nodes.to_string()])
             .args(["--base-port", &base_port.to_string()])

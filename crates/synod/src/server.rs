@@ -152,6 +152,19 @@ fn local_config(args: &UpArgs, id: u64, dir: &Path) -> anyhow::Result<String> {
     )
 }
 
+/// A command that runs `exe` behind `launcher` (a program and its arguments that run the
+/// command after them, such as `taskset -c 0`); empty: `exe` itself.
+pub(crate) fn command_through(launcher: &[impl AsRef<std::ffi::OsStr>], exe: &Path) -> Command {
+    match launcher.split_first() {
+        Some((program, arguments)) => {
+            let mut command = Command::new(program);
+            command.args(arguments).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    }
+}
+
 /// Starts `synod server --config <config_path>` with its output appended to `log_path`,
 /// behind `launcher` when it is not empty (`ip netns exec NS` execs the server, so the
 /// child's pid is the server's).
@@ -166,14 +179,7 @@ pub(crate) fn spawn_server(
         .append(true)
         .open(log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
-    let mut command = match launcher.split_first() {
-        Some((program, arguments)) => {
-            let mut command = Command::new(program);
-            command.args(arguments).arg(exe);
-            command
-        }
-        None => Command::new(exe),
-    };
+    let mut command = command_through(launcher, exe);
     command
         .arg("server")
         .arg("--config")
