@@ -48,7 +48,11 @@ pub struct PhiSuspicion {
     /// No campaign before this many ticks without leader contact. Voters ignore vote
     /// requests for `election_ticks` after their own last contact with the leader
     /// (stickiness, which the lease relies on), so a floor below `election_ticks` buys
-    /// pre-votes that are ignored, not a faster election.
+    /// pre-votes that are ignored, not a faster election. Its default is one tick more:
+    /// ticks are counted from each node's own tick phase, so at exactly `election_ticks`
+    /// about half the voters heard last from the leader when the pre-candidate did would
+    /// still be a fraction of a tick inside their election timeout, ignore the pre-vote,
+    /// and cost the round a whole new timeout.
     pub floor_ticks: u64,
     /// The spread of the per-reset random delay, in ticks.
     pub jitter_ticks: u64,
@@ -70,9 +74,9 @@ impl Default for PhiSuspicion {
 
 impl PhiSuspicion {
     /// Settings scaled to an engine's timing, with threshold 8: the deviation floor is half
-    /// the heartbeat interval, the acceptable pause one heartbeat interval, the floor the
-    /// base election timeout (below it voters ignore the pre-vote anyway, see `floor_ticks`)
-    /// and the jitter a third of it.
+    /// the heartbeat interval, the acceptable pause one heartbeat interval, the floor a tick
+    /// past the base election timeout (before it voters ignore the pre-vote, see
+    /// `floor_ticks`) and the jitter a third of the election timeout.
     pub fn for_timing(tick: Duration, heartbeat_ticks: u64, election_ticks: u64) -> PhiSuspicion {
         let heartbeat_interval = tick.saturating_mul(heartbeat_ticks);
         PhiSuspicion {
@@ -80,7 +84,7 @@ impl PhiSuspicion {
             window_size: 100,
             std_deviation_min: Duration::from_nanos((heartbeat_interval.as_nanos() / 2).max(1_000)),
             acceptable_pause: heartbeat_interval,
-            floor_ticks: election_ticks,
+            floor_ticks: election_ticks + 1,
             jitter_ticks: (election_ticks / 3).max(1),
         }
     }
@@ -366,7 +370,7 @@ mod tests {
             ..RaftConfig::default()
         };
         with(PhiSuspicion::default()).validate().unwrap();
-        assert_eq!(PhiSuspicion::default().floor_ticks, 10);
+        assert_eq!(PhiSuspicion::default().floor_ticks, 11);
         assert_eq!(PhiSuspicion::default().jitter_ticks, 3);
         assert_eq!(
             PhiSuspicion::default().acceptable_pause,

@@ -104,7 +104,17 @@ impl Raft {
         #[cfg(feature = "planted-bugs")]
         let may_vote = may_vote || (self.planted.vote_twice && !pre_vote);
         let granted = may_vote && self.log.is_up_to_date(last_index, last_term);
+        let rival = pre_vote && self.role == Role::PreCandidate && message.term == self.term.next();
+        let granted = granted && !(rival && self.outranks(candidate, last_index, last_term));
         let body = MessageBody::VoteResponse { pre_vote, granted };
+        if rival && granted {
+            // This pre-candidate yields to a rival that outranks it: if both went on, both
+            // could win their pre-votes, raise the term together and split the real vote,
+            // which costs a whole new election timeout. Followers of one leader time out
+            // together when their ticks run in step (nodes started together).
+            let term = self.term;
+            self.become_follower(term, None, out);
+        }
         if pre_vote {
             // The answer to a granted pre-vote carries the term it was asked for, so the
             // pre-candidate can tell it apart from a stale one.
@@ -124,6 +134,15 @@ impl Raft {
         }
         let response = self.message(candidate, body);
         self.send_when_durable(response, out);
+    }
+
+    /// Whether this node outranks a rival pre-candidate for the same term: its log is more
+    /// up to date, or as up to date and its id is lower. Of two concurrent pre-candidates
+    /// exactly one outranks the other, so exactly one of them goes on.
+    fn outranks(&self, rival: NodeId, last_index: LogIndex, last_term: Term) -> bool {
+        let own = (self.log.last_term(), self.log.last_index());
+        let theirs = (last_term, last_index);
+        own > theirs || (own == theirs && self.id < rival)
     }
 
     pub(crate) fn on_vote_response(

@@ -124,7 +124,10 @@ impl LeaderWatch {
         if elapsed >= ceiling {
             return ElectionDue::Ceiling;
         }
-        if elapsed < self.config.floor_ticks {
+        // The round's random delay applies to the floor too: a dead leader's phi passes the
+        // threshold before the floor, and followers whose ticks run in step would all
+        // campaign at the floor's tick together.
+        if elapsed < self.config.floor_ticks + self.delay_ticks {
             return ElectionDue::No;
         }
         let delay = tick.saturating_mul(self.delay_ticks);

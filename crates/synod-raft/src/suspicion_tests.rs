@@ -129,16 +129,20 @@ fn steady_heartbeats_never_start_an_election() {
 #[test]
 fn a_silent_leader_is_suspected_when_phi_passes_the_threshold() {
     // Checks the exact tick of suspicion after steady 20 ms heartbeats stop: the window's
-    // mean is 20 ms, its deviation the 10 ms floor, the acceptable pause 20 ms, so phi is
-    // 7.3 at 90 ms of silence and 10.8 at 100 ms; judged on the silence less the random
-    // delay, the follower campaigns (a pre-vote to both peers) at tick 10 + delay, above
-    // the 10-tick floor and below the ceiling, and counts it as suspected.
-    let mut driver = Driver::new(PhiSuspicion::default());
+    // mean is 20 ms, its deviation the 10 ms floor, the acceptable pause 40 ms, so phi is
+    // 7.3 at 110 ms of silence and 10.8 at 120 ms; judged on the silence less the random
+    // delay, the follower campaigns (a pre-vote to both peers) at tick 12 + delay, above
+    // the floor of 11 + delay ticks and below the ceiling, and counts it as suspected.
+    let phi = PhiSuspicion {
+        acceptable_pause: Duration::from_millis(40),
+        ..PhiSuspicion::default()
+    };
+    let mut driver = Driver::new(phi);
     driver.steady(400);
     driver.heartbeat();
     let delay = driver.delay_ticks();
     assert!(delay < 3);
-    assert_eq!(driver.ticks_to_campaign(30), Some(10 + delay));
+    assert_eq!(driver.ticks_to_campaign(30), Some(12 + delay));
     assert_eq!(driver.raft.role(), Role::PreCandidate);
     let stats = driver.raft.stats();
     assert_eq!((stats.elections_started, stats.elections_suspected), (1, 1));
@@ -148,8 +152,9 @@ fn a_silent_leader_is_suspected_when_phi_passes_the_threshold() {
 #[test]
 fn the_floor_holds_when_phi_passes_early() {
     // Checks that a low threshold, which phi passes after 50 ms of silence, still waits for
-    // the floor of 10 ticks (plus the delay, since phi is judged on the shortened silence
-    // and is over the threshold by then anyway).
+    // the floor of 11 ticks (one past the 10-tick election timeout, when every voter's lease
+    // has lapsed) plus the round's random delay, which spreads followers that lost their
+    // leader together over several ticks.
     let phi = PhiSuspicion {
         threshold: 1.0,
         ..PhiSuspicion::default()
@@ -158,8 +163,8 @@ fn the_floor_holds_when_phi_passes_early() {
     driver.steady(400);
     driver.heartbeat();
     let delay = driver.delay_ticks();
-    assert_eq!(driver.ticks_to_campaign(30), Some(10));
     assert!(delay < 3);
+    assert_eq!(driver.ticks_to_campaign(30), Some(11 + delay));
     assert_eq!(driver.raft.stats().elections_suspected, 1);
 }
 

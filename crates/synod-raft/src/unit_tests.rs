@@ -463,3 +463,74 @@ fn step_at(raft: &mut Raft, now: Instant, input: Input) -> Vec<Output> {
     raft.step(now, input, &mut out);
     out.drain().collect()
 }
+
+/// A node of the three-voter cluster made pre-candidate for term 2, its leader lease lapsed.
+fn pre_candidate(id: u64) -> Raft {
+    let mut raft = node(id, recovered(1, vec![entry(1, 1)]));
+    raft.leader_silence_ticks = RaftConfig::default().election_ticks;
+    let mut out = Outbox::new(16);
+    raft.campaign(false, &mut out);
+    assert_eq!(raft.role(), Role::PreCandidate);
+    raft
+}
+
+fn pre_vote_request(from: u64, to: u64, last_index: u64) -> Input {
+    let body = MessageBody::VoteRequest {
+        pre_vote: true,
+        transfer: false,
+        last_index: LogIndex(last_index),
+        last_term: Term(1),
+    };
+    message(from, to, 2, body)
+}
+
+fn pre_vote_response(from: u64, to: u64, term: u64, granted: bool) -> Output {
+    Output::Send(Message {
+        from: NodeId(from),
+        to: NodeId(to),
+        term: Term(term),
+        body: MessageBody::VoteResponse {
+            pre_vote: true,
+            granted,
+        },
+    })
+}
+
+#[test]
+fn of_two_pre_candidates_with_equal_logs_the_lower_id_goes_on() {
+    // Checks the tie-break between concurrent pre-candidates for the same term: node 2
+    // grants node 1's pre-vote and yields (back to follower, term unchanged), while node 1
+    // refuses node 2's and stays pre-candidate, so only one of them can raise the term.
+    let mut node_2 = pre_candidate(2);
+    let outputs = step(&mut node_2, pre_vote_request(1, 2, 1));
+    let yielded = Output::RoleChanged {
+        role: Role::Follower,
+        term: Term(1),
+        leader: None,
+    };
+    assert_eq!(outputs, vec![yielded, pre_vote_response(2, 1, 2, true)]);
+    assert_eq!((node_2.role(), node_2.term()), (Role::Follower, Term(1)));
+
+    let mut node_1 = pre_candidate(1);
+    let outputs = step(&mut node_1, pre_vote_request(2, 1, 1));
+    assert_eq!(outputs, vec![pre_vote_response(1, 2, 1, false)]);
+    assert_eq!(node_1.role(), Role::PreCandidate);
+}
+
+#[test]
+fn a_pre_candidate_yields_to_a_rival_with_a_longer_log_whatever_the_ids() {
+    // Checks the log decides before the id: node 1 yields to node 3, whose log is longer,
+    // and node 3 refuses node 1, whose log is shorter (as any voter would).
+    let mut node_1 = pre_candidate(1);
+    let outputs = step(&mut node_1, pre_vote_request(3, 1, 2));
+    assert_eq!(outputs.last(), Some(&pre_vote_response(1, 3, 2, true)));
+    assert_eq!(node_1.role(), Role::Follower);
+
+    let mut node_3 = node(3, recovered(1, vec![entry(1, 1), entry(2, 1)]));
+    node_3.leader_silence_ticks = RaftConfig::default().election_ticks;
+    let mut out = Outbox::new(16);
+    node_3.campaign(false, &mut out);
+    let outputs = step(&mut node_3, pre_vote_request(1, 3, 1));
+    assert_eq!(outputs, vec![pre_vote_response(3, 1, 1, false)]);
+    assert_eq!(node_3.role(), Role::PreCandidate);
+}

@@ -27,12 +27,18 @@ fn parse(raft_section: &str) -> Result<ServerConfig, String> {
 }
 
 #[test]
-fn the_default_is_the_randomized_timeout() {
-    // Checks a config without the setting keeps the classic randomized election timeout.
+fn the_default_is_phi_accrual_and_timeout_chooses_the_randomized_timeout() {
+    // Checks a config without the setting suspects the leader by phi-accrual at the default
+    // threshold, and `leader_suspicion = "timeout"` gives the classic randomized timeout.
     let config = parse("").unwrap();
-    let replica = replica_config(&config);
+    let suspicion = replica_config(&config).raft.leader_suspicion;
+    let LeaderSuspicion::PhiAccrual(phi) = suspicion else {
+        panic!("phi-accrual expected by default");
+    };
+    assert_eq!(phi.threshold, 8.0);
+    let config = parse("leader_suspicion = \"timeout\"").unwrap();
     assert_eq!(
-        replica.raft.leader_suspicion,
+        replica_config(&config).raft.leader_suspicion,
         LeaderSuspicion::RandomizedTimeout
     );
 }
@@ -40,9 +46,10 @@ fn the_default_is_the_randomized_timeout() {
 #[test]
 fn phi_suspicion_is_scaled_to_the_server_timing() {
     // Checks `leader_suspicion = "phi"` with a threshold gives the engine phi-accrual
-    // suspicion at that threshold, with the floor, jitter, deviation floor and pause derived
-    // from the configured ticks (10 ms ticks, 300 ms election timeout, 50 ms heartbeats), and
-    // that the result passes the engine's own validation.
+    // suspicion at that threshold, with the floor (a tick past the timeout), jitter,
+    // deviation floor and pause derived from the configured ticks (10 ms ticks, 300 ms
+    // election timeout, 50 ms heartbeats), and that the result passes the engine's own
+    // validation.
     let config = parse("leader_suspicion = \"phi\"\nphi_threshold = 12.5").unwrap();
     let raft = replica_config(&config).raft;
     raft.validate().unwrap();
@@ -56,7 +63,7 @@ fn phi_suspicion_is_scaled_to_the_server_timing() {
             window_size: 100,
             std_deviation_min: synod_core::Duration::from_millis(25),
             acceptable_pause: synod_core::Duration::from_millis(50),
-            floor_ticks: 30,
+            floor_ticks: 31,
             jitter_ticks: 10,
         }
     );

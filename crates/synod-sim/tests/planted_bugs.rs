@@ -181,9 +181,12 @@ fn a_commit_without_a_majority_is_caught_as_a_lost_committed_entry() {
 #[test]
 fn a_second_vote_in_a_term_is_caught_as_two_leaders() {
     // Checks that a node granting a second vote in one term is caught by election safety.
-    // Most seeds trip the engine's own invariant first (a candidate that votes for another
-    // node panics the replica: a crash failure); the assertion asks for the scenario's check.
-    assert_caught("vote_twice", 5, "partition", 178..186, &TWO_LEADERS);
+    // It needs two candidates in one term, which pre-vote's tie-break between concurrent
+    // pre-candidates makes rare: crashes and partitions together make them, in about one
+    // seed in eight of three nodes. Many seeds trip the engine's own invariant first (a
+    // candidate that votes for another node panics the replica: a crash failure); the
+    // assertion asks for the scenario's check.
+    assert_caught("vote_twice", 3, "all", 16..32, &TWO_LEADERS);
 }
 
 #[test]
