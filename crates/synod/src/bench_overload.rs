@@ -345,7 +345,18 @@ impl Run {
         unloaded_p99_us: u64,
     ) -> Result<Json> {
         let before = self.terms();
+        // Every node's admission figures half-way through the offer, read beside the load.
+        let sampler = {
+            let (http, half) = (self.http.clone(), Duration::from_secs(args.seconds) / 2);
+            std::thread::spawn(move || {
+                std::thread::sleep(half);
+                http.iter()
+                    .map(|address| admission_figures(*address))
+                    .collect::<Vec<_>>()
+            })
+        };
         let result = runtime.block_on(open_loop(&self.endpoints, args, rate))?;
+        let admission = sampler.join().unwrap_or_default();
         let after = self.terms();
         let seconds = args.seconds as f64;
         // Only answers within the offer count: with shedding off, requests queued during
@@ -382,7 +393,34 @@ impl Run {
         if let Some(example) = &result.error_example {
             println!("  an error reply: {example}");
         }
+        if self.shedding {
+            for (node, figures) in admission.iter().enumerate() {
+                println!(
+                    "  node {} half-way: admission limit {}, running {}, queued {}, long-term \
+                     latency {} us",
+                    node + 1,
+                    figures.limit,
+                    figures.running,
+                    figures.queued,
+                    figures.rtt_long_us
+                );
+            }
+        }
         let mut report = result.json(Duration::from_secs(args.seconds));
+        if self.shedding {
+            let figures: Vec<Json> = admission
+                .iter()
+                .map(|figures| {
+                    json!({
+                        "limit": figures.limit,
+                        "running": figures.running,
+                        "queued": figures.queued,
+                        "rtt_long_us": figures.rtt_long_us,
+                    })
+                })
+                .collect();
+            report["admission_half_way"] = json!(figures);
+        }
         report["shedding"] = json!(self.shedding);
         report["accepted_per_second"] = json!(accepted_rate.round());
         report["accepted_of_peak_percent"] = json!((100.0 * accepted_rate / peak_rate).round());
@@ -415,16 +453,51 @@ fn pin_generator() -> Result<()> {
     Ok(())
 }
 
-/// One HTTP GET on loopback, its body as JSON.
-fn http_get_json(address: SocketAddr, path: &str) -> Option<Json> {
+/// One HTTP GET on loopback, its body.
+fn http_get(address: SocketAddr, path: &str) -> Option<String> {
     let mut stream = StdTcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
-    let body = response.split("\r\n\r\n").nth(1)?;
-    serde_json::from_str(body).ok()
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+fn http_get_json(address: SocketAddr, path: &str) -> Option<Json> {
+    serde_json::from_str(&http_get(address, path)?).ok()
+}
+
+/// A node's admission gauges, read from its `/metrics` (zeros where it did not answer).
+#[derive(Debug, Clone, Copy, Default)]
+struct AdmissionSample {
+    limit: u64,
+    running: u64,
+    queued: u64,
+    rtt_long_us: u64,
+}
+
+fn admission_figures(address: SocketAddr) -> AdmissionSample {
+    parse_admission(&http_get(address, "/metrics").unwrap_or_default())
+}
+
+/// The admission gauges of a `/metrics` page (Prometheus text; zero for a missing one).
+fn parse_admission(metrics: &str) -> AdmissionSample {
+    let gauge = |name: &str| {
+        metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix(name))
+            .find_map(|rest| rest.strip_prefix(' ')?.trim().parse::<f64>().ok())
+            .map_or(0, |value| value as u64)
+    };
+    AdmissionSample {
+        limit: gauge("synod_admission_limit"),
+        running: gauge("synod_admission_running"),
+        queued: gauge("synod_admission_queued"),
+        rtt_long_us: gauge("synod_admission_rtt_long_microseconds"),
+    }
 }
 
 /// What one measurement counted.
@@ -684,4 +757,30 @@ async fn open_loop_connection(
     let mut tally = receive.await.context("the reply reader failed")?;
     tally.skipped_count += skipped;
     Ok(tally)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_gauges_are_read_by_exact_name() {
+        // Checks the half-way sample takes each gauge by its exact name (not a longer name
+        // that starts with it), skips comments, and reads a missing gauge as zero.
+        let metrics = "# HELP synod_admission_limit The adaptive limit\n\
+                       synod_admission_limit 37\n\
+                       synod_admission_limit_other 99\n\
+                       synod_admission_running 12\n\
+                       synod_admission_rtt_long_microseconds 2150.5\n";
+        let sample = parse_admission(metrics);
+        assert_eq!(
+            (
+                sample.limit,
+                sample.running,
+                sample.queued,
+                sample.rtt_long_us
+            ),
+            (37, 12, 0, 2150)
+        );
+    }
 }
