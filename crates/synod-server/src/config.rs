@@ -297,7 +297,8 @@ pub struct ServerConfig {
     /// Clients must AUTH with this password (none: no authentication).
     #[serde(default)]
     pub password: Option<String>,
-    /// Print lifecycle lines and network errors to standard error.
+    /// Print lifecycle lines, network errors and every change of this node's role, term,
+    /// leader or degradation (stamped with the Unix time in ms) to standard error.
     #[serde(default = "default_true")]
     pub log: bool,
     /// Threads of the tokio runtime beside the node loop's; 0 runs everything on one thread

@@ -261,6 +261,7 @@ pub async fn run_server(config: ServerConfig, shutdown: impl Future) -> Result<(
             gateway: gateway.clone(),
             health,
             metrics: metrics.clone(),
+            log: config.log.then_some(config.node_id),
         },
         shared.draining.clone(),
     ));
@@ -321,12 +322,58 @@ struct FollowLeader {
     gateway: Gateway,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
+    /// This node's id when lifecycle lines go to standard error (`log = true`).
+    log: Option<u64>,
+}
+
+/// What the role log line compares between two samples.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RoleView {
+    role: String,
+    term: u64,
+    leader: Option<u64>,
+    degraded: Option<String>,
+}
+
+/// The line to log when this node's role, term, leader or degradation changed from
+/// `before` (`None`: the first sample), stamped with the Unix time in milliseconds so that
+/// the lines of several nodes (and a nemesis report) can be put in one order. A change of
+/// the degradation's wording alone (its figures move) is not a change.
+fn role_change_line(
+    node: u64,
+    before: Option<&RoleView>,
+    now: &RoleView,
+    unix_ms: u128,
+) -> Option<String> {
+    let same_role = before.is_some_and(|before| {
+        (&before.role, before.term, before.leader) == (&now.role, now.term, now.leader)
+    });
+    let same_health =
+        before.is_some_and(|before| before.degraded.is_some() == now.degraded.is_some());
+    if same_role && same_health {
+        return None;
+    }
+    let leader = match now.leader {
+        Some(leader) if leader == node => "itself".to_string(),
+        Some(leader) => format!("node {leader}"),
+        None => "none known".to_string(),
+    };
+    let health = match &now.degraded {
+        Some(reason) => format!("degraded: {reason}"),
+        None => "healthy".to_string(),
+    };
+    Some(format!(
+        "synod node {node}: {} in term {}, leader {leader}, {health} (unix ms {unix_ms})",
+        now.role, now.term
+    ))
 }
 
 /// Keeps the gateway's idea of the leader in step with this node's replica, so that
 /// requests go to a new leader as soon as this node knows of it, and the node's health
-/// (degraded, read-only) current for the connections' fast refusals.
+/// (degraded, read-only) current for the connections' fast refusals. With logging on, it
+/// writes a line at every change of role, term, leader or degradation.
 async fn follow_leader(follow: FollowLeader, mut draining: watch::Receiver<bool>) {
+    let mut last_view: Option<RoleView> = None;
     let mut interval = tokio::time::interval(LEADER_REFRESH_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -339,12 +386,33 @@ async fn follow_leader(follow: FollowLeader, mut draining: watch::Receiver<bool>
             .handle
             .call(move |system| {
                 let sample = sample_of(system, &info, 0, false);
-                (sample.status.role, sample.status.leader, sample.health)
+                let term = sample.status.term;
+                (
+                    sample.status.role,
+                    term,
+                    sample.status.leader,
+                    sample.health,
+                )
             })
             .await;
-        let Ok((role, leader, health)) = sampled else {
+        let Ok((role, term, leader, health)) = sampled else {
             return;
         };
+        if let Some(node) = follow.log {
+            let view = RoleView {
+                role: role.clone(),
+                term,
+                leader,
+                degraded: health.reason(),
+            };
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis());
+            if let Some(line) = role_change_line(node, last_view.as_ref(), &view, unix_ms) {
+                eprintln!("{line}");
+            }
+            last_view = Some(view);
+        }
         if role != "starting" {
             follow.gateway.set_leader_hint(leader.map(NodeId));
         }
@@ -814,6 +882,70 @@ impl AdminBackend for NodeSource {
             Ok(Outcome::Refused { reason }) => Err(format!("{described} refused: {reason}")),
             Ok(other) => Err(format!("{described}: {other:?}")),
             Err(error) => Err(format!("{described}: {error}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(role: &str, term: u64, leader: Option<u64>, degraded: Option<&str>) -> RoleView {
+        RoleView {
+            role: role.to_string(),
+            term,
+            leader,
+            degraded: degraded.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn role_lines_are_written_on_changes_only() {
+        // Checks the role log: the first sample and every change of role, term, leader or
+        // degradation give one exact line; the same view, or a degradation reworded (its
+        // figures moved), gives none.
+        let follower = view("follower", 3, Some(2), None);
+        let lost = view("follower", 3, None, Some("no leader heard for 600 ms"));
+        let table: [(Option<&RoleView>, RoleView, Option<&str>); 6] = [
+            (
+                None,
+                follower.clone(),
+                Some("synod node 1: follower in term 3, leader node 2, healthy (unix ms 7)"),
+            ),
+            (Some(&follower), follower.clone(), None),
+            (
+                Some(&follower),
+                lost.clone(),
+                Some(
+                    "synod node 1: follower in term 3, leader none known, degraded: no leader \
+                     heard for 600 ms (unix ms 7)",
+                ),
+            ),
+            (
+                Some(&lost),
+                view("follower", 3, None, Some("no leader heard for 900 ms")),
+                None,
+            ),
+            (
+                Some(&lost),
+                view("candidate", 4, None, Some("no leader heard for 900 ms")),
+                Some(
+                    "synod node 1: candidate in term 4, leader none known, degraded: no \
+                     leader heard for 900 ms (unix ms 7)",
+                ),
+            ),
+            (
+                Some(&lost),
+                view("leader", 4, Some(1), None),
+                Some("synod node 1: leader in term 4, leader itself, healthy (unix ms 7)"),
+            ),
+        ];
+        for (before, now, expected) in table {
+            assert_eq!(
+                role_change_line(1, before, &now, 7).as_deref(),
+                expected,
+                "{before:?} -> {now:?}"
+            );
         }
     }
 }
