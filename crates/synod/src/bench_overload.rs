@@ -315,8 +315,8 @@ impl Run {
             .collect()
     }
 
-    /// Peak resident memory of each node process, in KiB (VmHWM).
-    fn peak_rss_kib(&self) -> Vec<u64> {
+    /// A file of each node's `/proc/<pid>/` (empty where it cannot be read).
+    fn proc_files(&self, name: &str) -> Vec<String> {
         (1..=self.endpoints.len())
             .map(|id| {
                 let pid_file = self
@@ -325,14 +325,30 @@ impl Run {
                     .join(format!("node-{id}"))
                     .join("synod.pid");
                 let pid = std::fs::read_to_string(pid_file).unwrap_or_default();
-                let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()))
-                    .unwrap_or_default();
+                std::fs::read_to_string(format!("/proc/{}/{name}", pid.trim())).unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Peak resident memory of each node process, in KiB (VmHWM).
+    fn peak_rss_kib(&self) -> Vec<u64> {
+        self.proc_files("status")
+            .iter()
+            .map(|status| {
                 status
                     .lines()
                     .find_map(|line| line.strip_prefix("VmHWM:"))
                     .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
                     .unwrap_or(0)
             })
+            .collect()
+    }
+
+    /// CPU time each node process has used so far (user and system, every thread).
+    fn cpu_seconds(&self) -> Vec<f64> {
+        self.proc_files("stat")
+            .iter()
+            .map(|stat| cpu_seconds_of_stat(stat).unwrap_or(0.0))
             .collect()
     }
 
@@ -355,7 +371,17 @@ impl Run {
                     .collect::<Vec<_>>()
             })
         };
+        let (cpu_before, started) = (self.cpu_seconds(), Instant::now());
         let result = runtime.block_on(open_loop(&self.endpoints, args, rate))?;
+        let cpu_after = self.cpu_seconds();
+        let elapsed = started.elapsed().as_secs_f64();
+        // Cores each node kept busy while the load was offered (the tail after the offer
+        // included: at most the generator's drain).
+        let cores: Vec<f64> = cpu_before
+            .iter()
+            .zip(&cpu_after)
+            .map(|(before, after)| (after - before).max(0.0) / elapsed)
+            .collect();
         let admission = sampler.join().unwrap_or_default();
         let after = self.terms();
         let seconds = args.seconds as f64;
@@ -393,6 +419,16 @@ impl Run {
         if let Some(example) = &result.error_example {
             println!("  an error reply: {example}");
         }
+        println!(
+            "  CPU the cluster used while offered: {:.2} cores ({})",
+            cores.iter().sum::<f64>(),
+            cores
+                .iter()
+                .enumerate()
+                .map(|(node, used)| format!("node {} {used:.2}", node + 1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         if self.shedding {
             for (node, figures) in admission.iter().enumerate() {
                 println!(
@@ -429,6 +465,7 @@ impl Run {
         report["leader_before"] = json!(leader_before.map(|leader| leader.0));
         report["leader_after"] = json!(leader_after.map(|leader| leader.0));
         report["peak_rss_kib"] = json!(rss);
+        report["cpu_cores_per_node"] = json!(cores);
         Ok(report)
     }
 }
@@ -468,6 +505,19 @@ fn http_get(address: SocketAddr, path: &str) -> Option<String> {
 
 fn http_get_json(address: SocketAddr, path: &str) -> Option<Json> {
     serde_json::from_str(&http_get(address, path)?).ok()
+}
+
+/// The CPU time (user plus system, in seconds) in the text of a `/proc/<pid>/stat`. Its
+/// fields after the command name (which may hold spaces, so the split is at its closing
+/// parenthesis) start with the third; utime and stime are the 14th and 15th, in clock ticks
+/// of `USER_HZ`, which Linux fixes at 100 for user space.
+fn cpu_seconds_of_stat(stat: &str) -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(14 - 3);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
 }
 
 /// A node's admission gauges, read from its `/metrics` (zeros where it did not answer).
@@ -762,6 +812,15 @@ async fn open_loop_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_is_read_past_a_command_name_with_spaces() {
+        // Checks utime (250 ticks) and stime (50 ticks) are found after a command name that
+        // holds a space and a parenthesis, and that a truncated line gives nothing.
+        let stat = "4242 (synod (x) y) S 1 4242 4242 0 -1 4194560 1 0 0 0 250 50 0 0 20 0 9";
+        assert_eq!(cpu_seconds_of_stat(stat), Some(3.0));
+        assert_eq!(cpu_seconds_of_stat("4242 (synod) S 1 2"), None);
+    }
 
     #[test]
     fn admission_gauges_are_read_by_exact_name() {
