@@ -770,7 +770,17 @@ fn a_flood_over_the_admission_limit_is_refused_with_busy_and_a_node_without_quor
     // a busy machine may answer late or refuse while the flood's last slots are released,
     // so asked again within a bound; a leader that stepped down could lead again only in a
     // later term, which the terms compared after it would show.
-    wait_for(Duration::from_secs(10), || cluster.says_it_leads(leader));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cluster.says_it_leads(leader) {
+        let info = connect(cluster.resp(leader)).map(|mut conn| conn.call(&["INFO"]));
+        let status = http(cluster.http(leader), "GET", "/status", "");
+        assert!(
+            Instant::now() < deadline,
+            "node {leader} no longer says it leads after the flood: INFO {info:?}; /status \
+             {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let terms_after: Vec<u64> = (1..=3).map(|id| status_term(&cluster, id)).collect();
     assert_eq!(terms_before, terms_after, "a term moved during the flood");
 
