@@ -60,7 +60,7 @@ pub struct PhiSuspicion {
 
 impl Default for PhiSuspicion {
     /// Settings for the default timing (10 ms ticks, 20 ms heartbeats, 100 ms election
-    /// timeout): a 10 ms deviation floor, a 20 ms acceptable pause, a 10-tick floor and a
+    /// timeout): a 10 ms deviation floor, a 20 ms acceptable pause, an 11-tick floor and a
     /// 3-tick jitter.
     fn default() -> PhiSuspicion {
         let config = RaftConfig::default();

@@ -57,12 +57,13 @@ pub struct RaftSection {
     pub lease_drift_bound_ppm: u64,
     /// Take a snapshot and compact the log once it has grown this many bytes.
     pub snapshot_log_bytes: u64,
-    /// `"timeout"` (the default: the randomized election timeout, in [t, 2t)) or `"phi"`
-    /// (phi-accrual suspicion of the leader, never before the election timeout, always by
-    /// twice it). Phi campaigns within a few ticks of the timeout when the leader's messages
+    /// `"phi"` (the default: phi-accrual suspicion of the leader, never before the election
+    /// timeout, always by twice it) or `"timeout"` (the randomized election timeout, in
+    /// [t, 2t)). Phi campaigns within a few ticks of the timeout when the leader's messages
     /// stop dead, where the randomized timer waits up to twice it; it pays with an earlier
     /// campaign when a live leader's messages are late by more than the timeout (a paused
-    /// leader, or a machine so busy that heartbeats wait for a CPU).
+    /// leader, or a machine so busy that heartbeats wait for a CPU), and learns to wait
+    /// longer when they arrive irregularly.
     pub leader_suspicion: LeaderSuspicionName,
     /// With `leader_suspicion = "phi"`: a follower campaigns once phi for its leader reaches
     /// this.
@@ -77,7 +78,7 @@ impl Default for RaftSection {
             heartbeat_interval_ms: 50,
             lease_drift_bound_ppm: 1_000,
             snapshot_log_bytes: 64 << 20,
-            leader_suspicion: LeaderSuspicionName::Timeout,
+            leader_suspicion: LeaderSuspicionName::Phi,
             phi_threshold: 8.0,
         }
     }

@@ -27,20 +27,19 @@ fn parse(raft_section: &str) -> Result<ServerConfig, String> {
 }
 
 #[test]
-fn the_default_is_the_randomized_timeout_and_phi_chooses_phi_accrual() {
-    // Checks a config without the setting keeps the classic randomized election timeout,
-    // and `leader_suspicion = "phi"` gives phi-accrual at the default threshold.
+fn the_default_is_phi_accrual_and_timeout_chooses_the_randomized_timeout() {
+    // Checks a config without the setting gives phi-accrual at the default threshold, and
+    // `leader_suspicion = "timeout"` the classic randomized election timeout.
     let config = parse("").unwrap();
+    let LeaderSuspicion::PhiAccrual(phi) = replica_config(&config).raft.leader_suspicion else {
+        panic!("phi-accrual expected by default");
+    };
+    assert_eq!(phi.threshold, 8.0);
+    let config = parse("leader_suspicion = \"timeout\"").unwrap();
     assert_eq!(
         replica_config(&config).raft.leader_suspicion,
         LeaderSuspicion::RandomizedTimeout
     );
-    let config = parse("leader_suspicion = \"phi\"").unwrap();
-    let suspicion = replica_config(&config).raft.leader_suspicion;
-    let LeaderSuspicion::PhiAccrual(phi) = suspicion else {
-        panic!("phi-accrual expected");
-    };
-    assert_eq!(phi.threshold, 8.0);
 }
 
 #[test]

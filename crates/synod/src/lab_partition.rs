@@ -20,6 +20,8 @@ mod report;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -171,17 +173,6 @@ impl PartitionArgs {
         }
         Ok(())
     }
-
-    /// When each phase ends, in nanoseconds since the clients started.
-    fn phase_ends(&self) -> [u64; 3] {
-        let baseline = self.baseline_seconds * 1_000_000_000;
-        let partition = baseline + self.partition_seconds * 1_000_000_000;
-        [
-            baseline,
-            partition,
-            partition + self.healed_seconds * 1_000_000_000,
-        ]
-    }
 }
 
 /// One request as the report counts it.
@@ -304,10 +295,6 @@ impl Lab {
         u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    fn at(&self, nanos: u64) -> Instant {
-        self.origin + Duration::from_nanos(nanos)
-    }
-
     /// Notes nodes that exited on their own and starts them again, so the run goes on.
     fn watch_crashes(&mut self) -> anyhow::Result<()> {
         for (node, status) in self.cluster.exited() {
@@ -361,10 +348,9 @@ async fn measure(args: &PartitionArgs, seed: u64, dir: &Path) -> anyhow::Result<
         args.nodes
     );
     let origin = Instant::now();
-    let ends = args.phase_ends();
+    let stop = Arc::new(AtomicBool::new(false));
     let mut clients = tokio::task::JoinSet::new();
-    let stop_at = origin + Duration::from_nanos(ends[2]);
-    for plan in client_plans(args, seed, &addresses, (origin, stop_at)) {
+    for plan in client_plans(args, seed, &addresses, origin, &stop) {
         clients.spawn(run_client(plan));
     }
     let mut lab = Lab {
@@ -373,7 +359,10 @@ async fn measure(args: &PartitionArgs, seed: u64, dir: &Path) -> anyhow::Result<
         origin,
         crashes: Vec::new(),
     };
-    lab.sleep_until(lab.at(ends[0])).await?;
+    // Each phase lasts its full length from the moment it really began: on a busy machine
+    // finding the leader before the cut can take seconds, which must not eat the partition.
+    lab.sleep_until(origin + seconds(args.baseline_seconds))
+        .await?;
     // The leader now; on a busy machine one round of status queries may all time out, so
     // ask until one answers (an election under way also ends within the bound).
     let leader = lab
@@ -384,15 +373,19 @@ async fn measure(args: &PartitionArgs, seed: u64, dir: &Path) -> anyhow::Result<
     let (minority, majority) = sides(args.nodes, leader);
     lab.cut(&minority, &majority);
     let cut_at = lab.now();
+    let partition_end = Instant::now() + seconds(args.partition_seconds);
     eprintln!("lab partition: partition: {minority:?} (node {leader} leads) | {majority:?}");
     let majority_addresses: Vec<String> = majority_of(&addresses, &majority);
-    let elected = watch_election(&lab, &majority_addresses, lab.at(ends[1])).await;
-    lab.sleep_until(lab.at(ends[1])).await?;
+    let elected = watch_election(&lab, &majority_addresses, partition_end).await;
+    lab.sleep_until(partition_end).await?;
     lab.network.heal()?;
     let healed_at = lab.now();
+    let healed_end = Instant::now() + seconds(args.healed_seconds);
     eprintln!("lab partition: healed");
-    let rejoined = watch_rejoin(&lab, &addresses, &minority, lab.at(ends[2])).await;
-    lab.sleep_until(lab.at(ends[2])).await?;
+    let rejoined = watch_rejoin(&lab, &addresses, &minority, healed_end).await;
+    lab.sleep_until(healed_end).await?;
+    stop.store(true, Ordering::Relaxed);
+    let end_at = lab.now();
     let runs = join_clients(clients).await?;
     let Lab {
         cluster,
@@ -402,7 +395,7 @@ async fn measure(args: &PartitionArgs, seed: u64, dir: &Path) -> anyhow::Result<
     } = lab;
     drop(cluster);
     network.shutdown().await;
-    let phases = [(0, cut_at), (cut_at, healed_at), (healed_at, ends[2])];
+    let phases = [(0, cut_at), (cut_at, healed_at), (healed_at, end_at)];
     Ok(measured(
         runs,
         net,
@@ -411,6 +404,11 @@ async fn measure(args: &PartitionArgs, seed: u64, dir: &Path) -> anyhow::Result<
         (elected, rejoined),
         crashes,
     ))
+}
+
+/// A phase's length.
+fn seconds(count: u64) -> Duration {
+    Duration::from_secs(count)
 }
 
 fn majority_of(addresses: &[String], majority: &[u64]) -> Vec<String> {
@@ -549,7 +547,8 @@ struct ClientPlan {
     /// The first key of the client's level.
     key_first: u64,
     origin: Instant,
-    stop_at: Instant,
+    /// Set once the last phase has ended: the client finishes its request and stops.
+    stop: Arc<AtomicBool>,
     seed: u64,
 }
 
@@ -557,7 +556,8 @@ fn client_plans(
     args: &PartitionArgs,
     seed: u64,
     addresses: &[String],
-    (origin, stop_at): (Instant, Instant),
+    origin: Instant,
+    stop: &Arc<AtomicBool>,
 ) -> Vec<ClientPlan> {
     let clients = args.nodes * LEVELS.len() as u64 * args.clients_per_node;
     let mut plans = Vec::new();
@@ -573,7 +573,7 @@ fn client_plans(
                     keys: args.keys,
                     key_first: level as u64 * args.keys,
                     origin,
-                    stop_at,
+                    stop: Arc::clone(stop),
                     seed,
                 });
             }
@@ -616,8 +616,8 @@ fn write_failed_certainly(error: &ClientError) -> bool {
     }
 }
 
-/// One client's loop: a random key of its level, read at its level or written, until
-/// `stop_at`.
+/// One client's loop: a random key of its level, read at its level or written, until the
+/// lab says stop.
 async fn run_client(plan: ClientPlan) -> ClientRun {
     let level = LEVELS[plan.level];
     let config = client_config(plan.seed ^ plan.index, level);
@@ -632,7 +632,8 @@ async fn run_client(plan: ClientPlan) -> ClientRun {
     };
     let mut process = plan.index;
     let mut counter = 0u64;
-    while Instant::now() < plan.stop_at && run.requests.len() < REQUESTS_PER_CLIENT_MAX {
+    // Bounded by the stop flag, set after the last phase, and by REQUESTS_PER_CLIENT_MAX.
+    while !plan.stop.load(Ordering::Relaxed) && run.requests.len() < REQUESTS_PER_CLIENT_MAX {
         let key = plan.key_first + prng.below(plan.keys);
         let write = prng.below(2) == 0;
         let invoke = nanos(plan.origin);

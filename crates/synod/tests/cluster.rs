@@ -715,7 +715,11 @@ fn a_flood_over_the_admission_limit_is_refused_with_busy_and_a_node_without_quor
     // paused leader strands what a follower forwarded to it: once the others elect a new
     // leader, the follower fails the write at once as "leader changed" (outcome unknown)
     // and sends the read on to the new leader, neither waiting out the 60 s timeout.
+    // The election timeout is 1 s: what the term check asks is whether the flood moves the
+    // leader, and a 300 ms timeout would also fire when a test machine running other
+    // clusters leaves a node without a CPU for that long.
     let env = [
+        ("SYNOD_RAFT__ELECTION_TIMEOUT_MS", "1000"),
         ("SYNOD_RESILIENCE__LIMIT_MIN", "4"),
         ("SYNOD_RESILIENCE__LIMIT_INITIAL", "4"),
         ("SYNOD_RESILIENCE__LIMIT_MAX", "4"),

@@ -54,6 +54,9 @@ pub enum Fault {
         /// until the heal (else they stay down).
         flapping: bool,
         description: String,
+        /// The node that led when the partition was planned, if one was known: which side
+        /// it is on decides what the partition does to the cluster.
+        leader: Option<u64>,
     },
 }
 
@@ -87,11 +90,16 @@ impl fmt::Display for Fault {
                 description,
                 reset,
                 flapping,
+                leader,
                 ..
             } => {
                 let how = if *reset { "reset + drop" } else { "drop" };
                 let flaps = if *flapping { ", flapping" } else { "" };
-                write!(formatter, "partition {description} [{how}{flaps}]")
+                write!(formatter, "partition {description} [{how}{flaps}]")?;
+                match leader {
+                    Some(leader) => write!(formatter, " (node {leader} leads)"),
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -190,6 +198,7 @@ fn plan_partition(nodes: &[u64], leader: Option<u64>, prng: &mut Prng) -> Fault 
         reset,
         flapping: prng.chance(FLAPPING_CHANCE),
         description,
+        leader,
     }
 }
 
@@ -235,7 +244,8 @@ mod flapping_tests {
     #[test]
     fn about_a_quarter_of_partitions_flap_and_say_so() {
         // Checks that plan_partition draws flapping partitions at about FLAPPING_CHANCE
-        // over 400 seeds (between 15% and 35%), and that their name says "flapping".
+        // over 400 seeds (between 15% and 35%), and that their name says "flapping" and
+        // which node led when they were planned.
         let mut flapping = 0;
         for seed in 0..400 {
             let mut prng = Prng::from_seed(seed);
@@ -247,6 +257,7 @@ mod flapping_tests {
                 panic!("a partition: {fault}");
             };
             assert_eq!(*flaps, fault.to_string().contains("flapping"), "{fault}");
+            assert!(fault.to_string().ends_with("] (node 1 leads)"), "{fault}");
             flapping += usize::from(*flaps);
         }
         assert!((60..=140).contains(&flapping), "{flapping} of 400 flapped");

@@ -629,6 +629,7 @@ mod tests {
                 reset: false,
                 flapping: false,
                 description: "isolate node 1".into(),
+                leader: Some(1),
             })
         };
         let clock = Fault::Clock(super::super::schedule::ClockFault {
