@@ -64,26 +64,30 @@ impl Raft {
     }
 
     fn send_vote_requests(&mut self, pre_vote: bool, transfer: bool, out: &mut Outbox<Output>) {
+        for voter in self.voters() {
+            if voter != self.id {
+                out.push(Output::Send(self.vote_request(voter, pre_vote, transfer)));
+            }
+        }
+    }
+
+    /// This node's request for `to`'s vote (or pre-vote, for the next term).
+    fn vote_request(&self, to: NodeId, pre_vote: bool, transfer: bool) -> Message {
         let term = if pre_vote {
             self.term.next()
         } else {
             self.term
         };
-        let body = MessageBody::VoteRequest {
-            pre_vote,
-            transfer,
-            last_index: self.log.last_index(),
-            last_term: self.log.last_term(),
-        };
-        for voter in self.voters() {
-            if voter != self.id {
-                out.push(Output::Send(Message {
-                    from: self.id,
-                    to: voter,
-                    term,
-                    body: body.clone(),
-                }));
-            }
+        Message {
+            from: self.id,
+            to,
+            term,
+            body: MessageBody::VoteRequest {
+                pre_vote,
+                transfer,
+                last_index: self.log.last_index(),
+                last_term: self.log.last_term(),
+            },
         }
     }
 
@@ -105,7 +109,8 @@ impl Raft {
         let may_vote = may_vote || (self.planted.vote_twice && !pre_vote);
         let granted = may_vote && self.log.is_up_to_date(last_index, last_term);
         let rival = pre_vote && self.role == Role::PreCandidate && message.term == self.term.next();
-        let granted = granted && !(rival && self.outranks(candidate, last_index, last_term));
+        let outranked_rival = rival && self.outranks(candidate, last_index, last_term);
+        let granted = granted && !outranked_rival;
         let body = MessageBody::VoteResponse { pre_vote, granted };
         if rival && granted {
             // This pre-candidate yields to a rival that outranks it: if both went on, both
@@ -125,6 +130,13 @@ impl Raft {
                 term,
                 body,
             }));
+            if outranked_rival && !self.votes.contains_key(&candidate) {
+                // The rival has not answered this node's own request: it arrived while the
+                // rival still heard from the leader (its silence began a little later) and
+                // was ignored. A pre-candidate now, the rival yields to the same request by
+                // the tie-break, so ask again rather than wait out a whole new timeout.
+                out.push(Output::Send(self.vote_request(candidate, true, false)));
+            }
             return;
         }
         if granted {

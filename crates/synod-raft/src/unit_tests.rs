@@ -513,8 +513,60 @@ fn of_two_pre_candidates_with_equal_logs_the_lower_id_goes_on() {
 
     let mut node_1 = pre_candidate(1);
     let outputs = step(&mut node_1, pre_vote_request(2, 1, 1));
-    assert_eq!(outputs, vec![pre_vote_response(1, 2, 1, false)]);
+    assert_eq!(
+        outputs,
+        vec![
+            pre_vote_response(1, 2, 1, false),
+            pre_vote_request_sent(1, 2, 1)
+        ]
+    );
     assert_eq!(node_1.role(), Role::PreCandidate);
+}
+
+/// The pre-vote request `from` sends `to` for term 2, its log ending at `last_index` in
+/// term 1.
+fn pre_vote_request_sent(from: u64, to: u64, last_index: u64) -> Output {
+    let Input::Message(message) = pre_vote_request(from, to, last_index) else {
+        unreachable!("pre_vote_request builds a received message");
+    };
+    Output::Send(message)
+}
+
+#[test]
+fn a_pre_candidate_asks_again_a_rival_that_ignored_its_request_and_the_rival_yields() {
+    // Checks the case a live cluster hit: node 1's pre-vote reached node 2 while node 2
+    // still heard from the leader (ignored, no answer); node 2 then campaigned too. Node 1,
+    // which outranks it, refuses node 2's request and sends its own again; node 2, now a
+    // pre-candidate, grants it and yields, and node 1 wins its pre-vote at once instead of
+    // waiting out a new election timeout. A rival that already answered is not asked again.
+    let mut node_1 = pre_candidate(1);
+    let mut node_2 = node(2, recovered(1, vec![entry(1, 1)]));
+    assert!(step(&mut node_2, pre_vote_request(1, 2, 1)).is_empty());
+    node_2.leader_silence_ticks = RaftConfig::default().election_ticks;
+    let mut out = Outbox::new(16);
+    node_2.campaign(false, &mut out);
+    let outputs = step(&mut node_1, pre_vote_request(2, 1, 1));
+    assert_eq!(outputs[1], pre_vote_request_sent(1, 2, 1));
+    let Output::Send(again) = outputs[1].clone() else {
+        unreachable!()
+    };
+    let outputs = step(&mut node_2, Input::Message(again));
+    assert_eq!(outputs.last(), Some(&pre_vote_response(2, 1, 2, true)));
+    assert_eq!(node_2.role(), Role::Follower);
+    step(&mut node_1, pre_vote_response_input(2, 1, 2, true));
+    assert_eq!(node_1.role(), Role::Candidate);
+
+    let mut node_1 = pre_candidate(1);
+    step(&mut node_1, pre_vote_response_input(2, 1, 1, false));
+    let outputs = step(&mut node_1, pre_vote_request(2, 1, 1));
+    assert_eq!(outputs, vec![pre_vote_response(1, 2, 1, false)]);
+}
+
+fn pre_vote_response_input(from: u64, to: u64, term: u64, granted: bool) -> Input {
+    let Output::Send(message) = pre_vote_response(from, to, term, granted) else {
+        unreachable!("pre_vote_response builds a send");
+    };
+    Input::Message(message)
 }
 
 #[test]
@@ -531,6 +583,6 @@ fn a_pre_candidate_yields_to_a_rival_with_a_longer_log_whatever_the_ids() {
     let mut out = Outbox::new(16);
     node_3.campaign(false, &mut out);
     let outputs = step(&mut node_3, pre_vote_request(1, 3, 1));
-    assert_eq!(outputs, vec![pre_vote_response(3, 1, 1, false)]);
+    assert_eq!(outputs[0], pre_vote_response(3, 1, 1, false));
     assert_eq!(node_3.role(), Role::PreCandidate);
 }
