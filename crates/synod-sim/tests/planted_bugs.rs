@@ -201,7 +201,7 @@ fn a_vote_forgotten_by_a_restart_is_caught_as_two_leaders() {
 fn an_ack_before_fsync_is_caught_as_a_lost_committed_entry() {
     // Checks that a follower acknowledging entries before they are durable is caught once a
     // power loss drops acknowledged entries: a later leader lacks a committed entry.
-    assert_caught("ack_before_fsync", 5, "all", 0..10, &LOST_COMMIT);
+    assert_caught("ack_before_fsync", 5, "all", 10..30, &LOST_COMMIT);
 }
 
 // ----- the directed lease run -----
